@@ -1,0 +1,292 @@
+package scripts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// prelude holds the helpers every script shares. Generations stay below 2^53, so Lua's doubles
+// hold them exactly, and they are compared as the decimal strings Redis stores.
+const prelude = `
+-- gen returns the fence of a key, creating it from the server clock (in microseconds) when it
+-- is missing, so that a fence never goes back when its key expires or Redis restarts empty.
+local function gen(key, ttl)
+  local g = redis.call('GET', key)
+  if not g then
+    local t = redis.call('TIME')
+    g = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('SET', key, g, 'PX', ttl)
+  end
+  return g
+end
+
+-- bump advances the fence, so that every load that read the old one is refused.
+local function bump(key, ttl)
+  gen(key, ttl)
+  local g = redis.call('INCR', key)
+  redis.call('PEXPIRE', key, ttl)
+  return g
+end
+
+local function be(n, width)
+  local b = {}
+  for i = width, 1, -1 do
+    b[i] = n % 256
+    n = (n - b[i]) / 256
+  end
+  return string.char(unpack(b))
+end
+
+-- stamp writes generation g into an envelope (bytes 3 to 10).
+local function stamp(env, g)
+  return string.sub(env, 1, 2) .. be(g, 8) .. string.sub(env, 11)
+end
+
+local function publish(channel, kind, g, key)
+  redis.call('PUBLISH', channel, kind .. be(g, 8) .. be(#key, 4) .. key)
+end
+
+local function release(lock, token)
+  if token ~= '' and redis.call('GET', lock) == token then
+    redis.call('DEL', lock)
+    return true
+  end
+  return false
+end
+
+-- invalidate marks an envelope stale (flag bit 2) at generation g, keeping its TTL.
+local function invalidate(key, g)
+  local v = redis.call('GET', key)
+  if v and #v >= 24 and string.byte(v, 1) == 1 then
+    local f = string.byte(v, 2)
+    if f % 4 < 2 then f = f + 2 end
+    redis.call('SET', key, string.char(1, f) .. be(g, 8) .. string.sub(v, 11), 'KEEPTTL')
+  end
+end
+`
+
+// KEYS: value, lock, gen. ARGV: token, lease ms, seen generation bytes ('' if none), lock ('1' or
+// '0'), gen ms. Returns {0, value} if the value changed since the caller read it, {1, fence} if
+// the caller may load (holding the lease when lock is '1'), {2, lease ms left} if another holds it.
+var leaseScript = redis.NewScript(prelude + `
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 3, 10) ~= ARGV[3] then
+  return {0, v}
+end
+if ARGV[4] == '0' or redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, gen(KEYS[3], ARGV[5])}
+end
+return {2, redis.call('PTTL', KEYS[2])}
+`)
+
+// KEYS: value, lock, gen. ARGV: token, fence, envelope, value ms, gen ms, channel, user key.
+// Writes the envelope if the fence is unchanged and returns its generation; else returns false.
+// Either way it releases the caller's lease and tells waiters.
+var fillScript = redis.NewScript(prelude + `
+if redis.call('GET', KEYS[3]) ~= ARGV[2] then
+  if release(KEYS[2], ARGV[1]) then publish(ARGV[6], 'r', 0, ARGV[7]) end
+  return false
+end
+local g = bump(KEYS[3], ARGV[5])
+redis.call('SET', KEYS[1], stamp(ARGV[3], g), 'PX', ARGV[4])
+release(KEYS[2], ARGV[1])
+publish(ARGV[6], 'f', g, ARGV[7])
+return g
+`)
+
+// KEYS: lock. ARGV: token, channel, message. Deletes the lease if the caller holds it, and
+// then publishes the message.
+var releaseScript = redis.NewScript(prelude + `
+if release(KEYS[1], ARGV[1]) then
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+`)
+
+// KEYS: lock. ARGV: token, lease ms. Extends the lease if the caller holds it.
+var extendScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// KEYS: value, gen. ARGV: envelope, value ms, gen ms, channel, user key. Write-through.
+var setScript = redis.NewScript(prelude + `
+local g = bump(KEYS[2], ARGV[3])
+redis.call('SET', KEYS[1], stamp(ARGV[1], g), 'PX', ARGV[2])
+publish(ARGV[4], 'f', g, ARGV[5])
+return g
+`)
+
+// KEYS: value, gen. ARGV: gen ms, channel, user key. Soft invalidation.
+var invalidateScript = redis.NewScript(prelude + `
+local g = bump(KEYS[2], ARGV[1])
+invalidate(KEYS[1], g)
+publish(ARGV[2], 'e', g, ARGV[3])
+return g
+`)
+
+// KEYS: value, gen. ARGV: gen ms, channel, user key. Hard delete.
+var deleteScript = redis.NewScript(prelude + `
+redis.call('DEL', KEYS[1])
+local g = bump(KEYS[2], ARGV[1])
+publish(ARGV[2], 'e', g, ARGV[3])
+return g
+`)
+
+// KEYS: value, lock, gen. ARGV: token, lease ms, gen ms, channel, user key. Starts a refresh:
+// fences out every load in flight, marks the value stale (it is still served), and takes the
+// lease whoever holds it. Returns the fence to fill under.
+var refreshScript = redis.NewScript(prelude + `
+local g = bump(KEYS[3], ARGV[3])
+invalidate(KEYS[1], g)
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+publish(ARGV[4], 'e', g, ARGV[5])
+return g
+`)
+
+// Scripter is the part of a go-redis client the scripts need.
+type Scripter = redis.Scripter
+
+// LeaseState is the outcome of Lease.
+type LeaseState int
+
+const (
+	// Changed: the value differs from the one the caller saw; it is in LeaseResult.Value.
+	Changed LeaseState = iota
+	// Acquired: the caller may load and fill under LeaseResult.Fence.
+	Acquired
+	// Held: another caller holds the lease for LeaseResult.Remaining.
+	Held
+)
+
+// LeaseResult is what Lease found.
+type LeaseResult struct {
+	State     LeaseState
+	Value     string        // Changed
+	Fence     string        // Acquired
+	Remaining time.Duration // Held
+}
+
+// LeaseArgs are the arguments of Lease.
+type LeaseArgs struct {
+	Token    string
+	LeaseTTL time.Duration
+	GenTTL   time.Duration
+	// Seen is the generation of the envelope the caller read, nil when it read none.
+	Seen []byte
+	// NoLock asks only for the fence, without taking the lease (the Singleflight strategy).
+	NoLock bool
+}
+
+// Lease re-reads the value and, if it did not change, takes the lease (or only the fence).
+func Lease(ctx context.Context, c Scripter, k Keys, a LeaseArgs) (LeaseResult, error) {
+	lock := "1"
+	if a.NoLock {
+		lock = "0"
+	}
+	res, err := leaseScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen},
+		a.Token, ms(a.LeaseTTL), a.Seen, lock, ms(a.GenTTL)).Slice()
+	if err != nil {
+		return LeaseResult{}, err
+	}
+	if len(res) != 2 {
+		return LeaseResult{}, fmt.Errorf("scripts: lease returned %v", res)
+	}
+	state, _ := res[0].(int64)
+	switch LeaseState(state) {
+	case Changed:
+		v, ok := res[1].(string)
+		if ok {
+			return LeaseResult{State: Changed, Value: v}, nil
+		}
+	case Acquired:
+		f, ok := res[1].(string)
+		if ok {
+			return LeaseResult{State: Acquired, Fence: f}, nil
+		}
+	case Held:
+		left, ok := res[1].(int64)
+		if ok {
+			return LeaseResult{State: Held, Remaining: time.Duration(max(left, 0)) * time.Millisecond}, nil
+		}
+	}
+	return LeaseResult{}, fmt.Errorf("scripts: lease returned %v", res)
+}
+
+// FillArgs are the arguments of Fill.
+type FillArgs struct {
+	Token    string // empty when the caller holds no lease
+	Fence    string
+	Envelope []byte // its generation bytes are overwritten
+	TTL      time.Duration
+	GenTTL   time.Duration
+	Channel  string
+	Key      string
+}
+
+// Fill writes an envelope under a fence, releases the lease and publishes the outcome. It
+// returns the generation written, or ok false when a newer write fenced the load out.
+func Fill(ctx context.Context, c Scripter, k Keys, a FillArgs) (gen uint64, ok bool, err error) {
+	g, err := fillScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen},
+		a.Token, a.Fence, a.Envelope, ms(a.TTL), ms(a.GenTTL), a.Channel, a.Key).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return uint64(g), true, nil
+}
+
+// Release deletes the lease if token still holds it, then publishes msg.
+func Release(ctx context.Context, c Scripter, k Keys, token, channel string, msg []byte) error {
+	return releaseScript.Run(ctx, c, []string{k.Lock}, token, channel, msg).Err()
+}
+
+// Extend extends the lease to ttl if token still holds it, and reports whether it does.
+func Extend(ctx context.Context, c Scripter, k Keys, token string, ttl time.Duration) (bool, error) {
+	n, err := extendScript.Run(ctx, c, []string{k.Lock}, token, ms(ttl)).Int64()
+	return n == 1, err
+}
+
+// Set writes an envelope unconditionally under a new generation, which it returns.
+func Set(ctx context.Context, c Scripter, k Keys, env []byte, ttl, genTTL time.Duration, channel, key string) (uint64, error) {
+	g, err := setScript.Run(ctx, c, []string{k.Value, k.Gen}, env, ms(ttl), ms(genTTL), channel, key).Int64()
+	return uint64(g), err
+}
+
+// Invalidate marks the value stale under a new generation, which it returns.
+func Invalidate(ctx context.Context, c Scripter, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
+	g, err := invalidateScript.Run(ctx, c, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
+	return uint64(g), err
+}
+
+// Delete removes the value under a new generation, which it returns.
+func Delete(ctx context.Context, c Scripter, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
+	g, err := deleteScript.Run(ctx, c, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
+	return uint64(g), err
+}
+
+// BeginRefresh fences out every load in flight, marks the value stale and takes the lease with
+// token. It returns the fence to fill under.
+func BeginRefresh(ctx context.Context, c Scripter, k Keys, token string, leaseTTL, genTTL time.Duration, channel, key string) (string, error) {
+	g, err := refreshScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen},
+		token, ms(leaseTTL), ms(genTTL), channel, key).Int64()
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatInt(g, 10), nil
+}
+
+// ms formats a duration as whole milliseconds, at least 1, as PX requires.
+func ms(d time.Duration) string {
+	return strconv.FormatInt(max(int64((d+time.Millisecond-1)/time.Millisecond), 1), 10)
+}

@@ -1,0 +1,355 @@
+package scripts
+
+import (
+	"context"
+	"encoding/binary"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stampede-cache/stampede/internal/envelope"
+	"github.com/stampede-cache/stampede/internal/redistest"
+)
+
+// backends runs f against miniredis and, when STAMPEDE_REDIS_ADDR is set, the real Redis, whose
+// Lua differs from miniredis's in ways that matter here (number formatting, string.format).
+func backends(t *testing.T, f func(t *testing.T, c *redis.Client, ns string)) {
+	t.Run("miniredis", func(t *testing.T) {
+		f(t, redistest.Client(t, redistest.Mini(t)), redistest.Namespace(t))
+	})
+	t.Run("redis", func(t *testing.T) {
+		f(t, redistest.Real(t), redistest.Namespace(t))
+	})
+}
+
+const (
+	leaseTTL = 3 * time.Second
+	genTTL   = time.Minute
+)
+
+func env(t *testing.T, payload string) []byte {
+	t.Helper()
+	now := time.Now().UnixNano()
+	return append(envelope.Append(nil, envelope.Header{WrittenAt: now, FreshUntil: now + int64(time.Minute)}), payload...)
+}
+
+// subscribe returns the messages published on the namespace's channel.
+func subscribe(t *testing.T, c *redis.Client, ns string) func() Message {
+	t.Helper()
+	ctx := context.Background()
+	ps := c.Subscribe(ctx)
+	require.NoError(t, ps.Subscribe(ctx, Channel(ns)))
+	_, err := ps.Receive(ctx) // the subscription's confirmation
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ps.Close() })
+	return func() Message {
+		t.Helper()
+		msg, err := ps.ReceiveMessage(ctx)
+		require.NoError(t, err)
+		m, err := ParseMessage(msg.Payload)
+		require.NoError(t, err)
+		return m
+	}
+}
+
+func TestLeaseAndFill(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		ctx := context.Background()
+		k := KeysFor(ns, "user:celeb")
+		next := subscribe(t, c, ns)
+
+		first, err := Lease(ctx, c, k, LeaseArgs{Token: "a", LeaseTTL: leaseTTL, GenTTL: genTTL})
+		require.NoError(t, err)
+		require.Equal(t, Acquired, first.State)
+		fence, err := strconv.ParseUint(first.Fence, 10, 64)
+		require.NoError(t, err)
+		require.Greater(t, fence, uint64(1_000_000_000_000_000), "a new fence starts at the server's clock in microseconds")
+
+		second, err := Lease(ctx, c, k, LeaseArgs{Token: "b", LeaseTTL: leaseTTL, GenTTL: genTTL})
+		require.NoError(t, err)
+		require.Equal(t, Held, second.State)
+		require.InDelta(t, leaseTTL, second.Remaining, float64(time.Second))
+
+		gen, ok, err := Fill(ctx, c, k, FillArgs{Token: "a", Fence: first.Fence, Envelope: env(t, `"v1"`),
+			TTL: time.Minute, GenTTL: genTTL, Channel: Channel(ns), Key: "user:celeb"})
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, fence+1, gen)
+		require.Equal(t, Message{Kind: Filled, Gen: gen, Key: "user:celeb"}, next())
+
+		stored, err := c.Get(ctx, k.Value).Result()
+		require.NoError(t, err)
+		h, payload, err := envelope.ParseString(stored)
+		require.NoError(t, err)
+		require.Equal(t, gen, h.Gen, "the fill stamps the generation it wrote")
+		require.Equal(t, `"v1"`, payload)
+		require.Zero(t, c.Exists(ctx, k.Lock).Val(), "the fill releases the lease")
+
+		// A caller that saw nothing now finds the value; one that saw it takes the lease.
+		changed, err := Lease(ctx, c, k, LeaseArgs{Token: "c", LeaseTTL: leaseTTL, GenTTL: genTTL})
+		require.NoError(t, err)
+		require.Equal(t, LeaseResult{State: Changed, Value: stored}, changed)
+		again, err := Lease(ctx, c, k, LeaseArgs{Token: "c", LeaseTTL: leaseTTL, GenTTL: genTTL, Seen: []byte(stored[2:10])})
+		require.NoError(t, err)
+		require.Equal(t, LeaseResult{State: Acquired, Fence: strconv.FormatUint(gen, 10)}, again)
+	})
+}
+
+func TestFillIsFencedByEveryWrite(t *testing.T) {
+	writes := map[string]func(ctx context.Context, c *redis.Client, k Keys, ns string) error{
+		"delete": func(ctx context.Context, c *redis.Client, k Keys, ns string) error {
+			_, err := Delete(ctx, c, k, genTTL, Channel(ns), "k")
+			return err
+		},
+		"invalidate": func(ctx context.Context, c *redis.Client, k Keys, ns string) error {
+			_, err := Invalidate(ctx, c, k, genTTL, Channel(ns), "k")
+			return err
+		},
+		"set": func(ctx context.Context, c *redis.Client, k Keys, ns string) error {
+			_, err := Set(ctx, c, k, env(t, `"new"`), time.Minute, genTTL, Channel(ns), "k")
+			return err
+		},
+		"refresh": func(ctx context.Context, c *redis.Client, k Keys, ns string) error {
+			_, err := BeginRefresh(ctx, c, k, "refresher", leaseTTL, genTTL, Channel(ns), "k")
+			return err
+		},
+		"another fill": func(ctx context.Context, c *redis.Client, k Keys, ns string) error {
+			// The first holder's lease expired and a second one loaded and filled first.
+			fence, err := c.Get(ctx, k.Gen).Result()
+			if err != nil {
+				return err
+			}
+			_, _, err = Fill(ctx, c, k, FillArgs{Fence: fence, Envelope: env(t, `"second"`),
+				TTL: time.Minute, GenTTL: genTTL, Channel: Channel(ns), Key: "k"})
+			return err
+		},
+	}
+	for name, write := range writes {
+		t.Run(name, func(t *testing.T) {
+			backends(t, func(t *testing.T, c *redis.Client, ns string) {
+				ctx := context.Background()
+				k := KeysFor(ns, "k")
+				lease, err := Lease(ctx, c, k, LeaseArgs{Token: "old", LeaseTTL: leaseTTL, GenTTL: genTTL})
+				require.NoError(t, err)
+				require.Equal(t, Acquired, lease.State)
+
+				require.NoError(t, write(ctx, c, k, ns))
+				before, _ := c.Get(ctx, k.Value).Result()
+
+				_, ok, err := Fill(ctx, c, k, FillArgs{Token: "old", Fence: lease.Fence, Envelope: env(t, `"old"`),
+					TTL: time.Minute, GenTTL: genTTL, Channel: Channel(ns), Key: "k"})
+				require.NoError(t, err)
+				require.False(t, ok, "a load that began before the write must not write after it")
+				after, _ := c.Get(ctx, k.Value).Result()
+				require.Equal(t, before, after)
+			})
+		})
+	}
+}
+
+func TestFencedFillReleasesAndTellsWaiters(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		ctx := context.Background()
+		k := KeysFor(ns, "k")
+		lease, err := Lease(ctx, c, k, LeaseArgs{Token: "old", LeaseTTL: leaseTTL, GenTTL: genTTL})
+		require.NoError(t, err)
+		next := subscribe(t, c, ns)
+		gen, err := Delete(ctx, c, k, genTTL, Channel(ns), "k")
+		require.NoError(t, err)
+		require.Equal(t, Message{Kind: Evicted, Gen: gen, Key: "k"}, next())
+
+		_, ok, err := Fill(ctx, c, k, FillArgs{Token: "old", Fence: lease.Fence, Envelope: env(t, `"old"`),
+			TTL: time.Minute, GenTTL: genTTL, Channel: Channel(ns), Key: "k"})
+		require.NoError(t, err)
+		require.False(t, ok)
+		require.Equal(t, Message{Kind: Released, Key: "k"}, next())
+		require.Zero(t, c.Exists(ctx, k.Lock).Val())
+	})
+}
+
+func TestInvalidateKeepsValueAndTTL(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		ctx := context.Background()
+		k := KeysFor(ns, "k")
+		first, err := Set(ctx, c, k, env(t, `"v"`), time.Minute, genTTL, Channel(ns), "k")
+		require.NoError(t, err)
+		gen, err := Invalidate(ctx, c, k, genTTL, Channel(ns), "k")
+		require.NoError(t, err)
+		require.Equal(t, first+1, gen)
+
+		stored, err := c.Get(ctx, k.Value).Result()
+		require.NoError(t, err)
+		h, payload, err := envelope.ParseString(stored)
+		require.NoError(t, err)
+		require.True(t, h.Invalidated())
+		require.Equal(t, gen, h.Gen)
+		require.Equal(t, `"v"`, payload)
+		require.InDelta(t, time.Minute, c.PTTL(ctx, k.Value).Val(), float64(time.Second), "KEEPTTL")
+
+		// Invalidating twice keeps the flag and advances the generation.
+		gen2, err := Invalidate(ctx, c, k, genTTL, Channel(ns), "k")
+		require.NoError(t, err)
+		stored, _ = c.Get(ctx, k.Value).Result()
+		h, _, err = envelope.ParseString(stored)
+		require.NoError(t, err)
+		require.True(t, h.Invalidated())
+		require.Equal(t, gen2, h.Gen)
+
+		// A value that is not an envelope is left alone.
+		require.NoError(t, c.Set(ctx, k.Value, "foreign", 0).Err())
+		_, err = Invalidate(ctx, c, k, genTTL, Channel(ns), "k")
+		require.NoError(t, err)
+		require.Equal(t, "foreign", c.Get(ctx, k.Value).Val())
+	})
+}
+
+func TestRefreshTakesTheLease(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		ctx := context.Background()
+		k := KeysFor(ns, "k")
+		_, err := Lease(ctx, c, k, LeaseArgs{Token: "holder", LeaseTTL: leaseTTL, GenTTL: genTTL})
+		require.NoError(t, err)
+		fence, err := BeginRefresh(ctx, c, k, "refresher", leaseTTL, genTTL, Channel(ns), "k")
+		require.NoError(t, err)
+		require.Equal(t, "refresher", c.Get(ctx, k.Lock).Val())
+
+		held, err := Extend(ctx, c, k, "holder", leaseTTL)
+		require.NoError(t, err)
+		require.False(t, held, "the old holder lost its lease")
+		held, err = Extend(ctx, c, k, "refresher", 10*time.Second)
+		require.NoError(t, err)
+		require.True(t, held)
+		require.Greater(t, c.PTTL(ctx, k.Lock).Val(), 9*time.Second)
+
+		gen, ok, err := Fill(ctx, c, k, FillArgs{Token: "refresher", Fence: fence, Envelope: env(t, `"fresh"`),
+			TTL: time.Minute, GenTTL: genTTL, Channel: Channel(ns), Key: "k"})
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, strconv.FormatUint(gen, 10), c.Get(ctx, k.Gen).Val())
+	})
+}
+
+func TestReleaseOnlyByHolder(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		ctx := context.Background()
+		k := KeysFor(ns, "k")
+		_, err := Lease(ctx, c, k, LeaseArgs{Token: "a", LeaseTTL: leaseTTL, GenTTL: genTTL})
+		require.NoError(t, err)
+		msg := Message{Kind: Failed, Key: "k", Err: "boom"}.Append(nil)
+		require.NoError(t, Release(ctx, c, k, "b", Channel(ns), msg))
+		require.Equal(t, "a", c.Get(ctx, k.Lock).Val())
+
+		next := subscribe(t, c, ns)
+		require.NoError(t, Release(ctx, c, k, "a", Channel(ns), msg))
+		require.Zero(t, c.Exists(ctx, k.Lock).Val())
+		require.Equal(t, Message{Kind: Failed, Key: "k", Err: "boom"}, next())
+	})
+}
+
+func TestNoLockLeaseGivesOnlyTheFence(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		ctx := context.Background()
+		k := KeysFor(ns, "k")
+		for range 2 {
+			r, err := Lease(ctx, c, k, LeaseArgs{LeaseTTL: leaseTTL, GenTTL: genTTL, NoLock: true})
+			require.NoError(t, err)
+			require.Equal(t, Acquired, r.State)
+		}
+		require.Zero(t, c.Exists(ctx, k.Lock).Val())
+		require.InDelta(t, genTTL, c.PTTL(ctx, k.Gen).Val(), float64(time.Second))
+	})
+}
+
+func TestGenerationSurvivesItsKey(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		ctx := context.Background()
+		k := KeysFor(ns, "k")
+		first, err := Delete(ctx, c, k, genTTL, Channel(ns), "k")
+		require.NoError(t, err)
+		require.NoError(t, c.Del(ctx, k.Gen).Err()) // expired, or Redis restarted empty
+		second, err := Delete(ctx, c, k, genTTL, Channel(ns), "k")
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, second, first, "a recreated fence does not go back")
+	})
+}
+
+func TestKeysShareOneHashTag(t *testing.T) {
+	keys := []string{"plain", "with{braces}", "}{", "}", "\x00}", "\x00", "a:b c", "ünïcode", "nul\x00byte", "x}:lock"}
+	seen := map[string]string{}
+	for _, key := range keys {
+		k := KeysFor("ns", key)
+		tag := hashTag(k.Value)
+		require.NotEqual(t, k.Value, tag, "%q has no hash tag", key)
+		require.Equal(t, tag, hashTag(k.Lock), key)
+		require.Equal(t, tag, hashTag(k.Gen), key)
+		for _, rk := range []string{k.Value, k.Lock, k.Gen} {
+			require.NotContains(t, seen, rk, "%q and %q share a Redis key", key, seen[rk])
+			seen[rk] = key
+		}
+	}
+}
+
+// hashTag is Redis Cluster's rule: the part between the first '{' and the next '}', if non-empty.
+func hashTag(key string) string {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '{' {
+			for j := i + 1; j < len(key); j++ {
+				if key[j] == '}' {
+					if j > i+1 {
+						return key[i+1 : j]
+					}
+					return key
+				}
+			}
+			return key
+		}
+	}
+	return key
+}
+
+func TestMessageRoundTrip(t *testing.T) {
+	for _, m := range []Message{
+		{Kind: Filled, Gen: 1<<53 - 1, Key: "user:celeb"},
+		{Kind: Evicted, Gen: 7, Key: ""},
+		{Kind: Released, Key: "k\x00}"},
+		{Kind: Failed, Key: "k", NotFound: true, Err: "stampede: not found"},
+	} {
+		got, err := ParseMessage(string(m.Append(nil)))
+		require.NoError(t, err)
+		require.Equal(t, m, got)
+	}
+}
+
+func FuzzParseMessage(f *testing.F) {
+	f.Add(string(Message{Kind: Filled, Gen: 3, Key: "k"}.Append(nil)))
+	f.Add(string(Message{Kind: Failed, Key: "k", Err: "e"}.Append(nil)))
+	f.Add("garbage")
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseMessage(s)
+		if err != nil {
+			return
+		}
+		if again := string(m.Append(nil)); again != s {
+			t.Fatalf("%q parses as %+v, which encodes as %q", s, m, again)
+		}
+	})
+}
+
+// TestLuaEncodesBigEndian checks the Lua encoder against Go's at the limits of Lua's numbers.
+func TestLuaEncodesBigEndian(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		ctx := context.Background()
+		k := KeysFor(ns, "k")
+		for _, start := range []uint64{0, 255, 1<<32 - 1, 1<<53 - 2} {
+			require.NoError(t, c.Set(ctx, k.Gen, start, 0).Err())
+			gen, err := Set(ctx, c, k, env(t, ""), time.Minute, genTTL, Channel(ns), "k")
+			require.NoError(t, err)
+			require.Equal(t, start+1, gen)
+			stored := []byte(c.Get(ctx, k.Value).Val())
+			require.Equal(t, start+1, binary.BigEndian.Uint64(stored[envelope.GenOffset:]))
+		}
+	})
+}
