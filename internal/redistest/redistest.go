@@ -16,6 +16,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Mini starts an in-process Redis whose key expiry follows time.Now, so that inside a
@@ -33,8 +34,14 @@ func Mini(t testing.TB) *miniredis.Miniredis {
 func Client(t testing.TB, m *miniredis.Miniredis) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{
-		Addr:   "miniredis",
-		Dialer: func(context.Context, string, string) (net.Conn, error) { return m.Dial() },
+		// An IP address and no maintenance notifications: go-redis resolves a host name to
+		// classify the endpoint, which a synctest bubble forbids.
+		Addr:                     "127.0.0.1:6379",
+		Dialer:                   func(context.Context, string, string) (net.Conn, error) { return m.Dial() },
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		// Enough connections that no caller waits for one: go-redis waits on timers from a
+		// process-wide pool, which a synctest bubble may not touch.
+		PoolSize: 4096,
 	})
 	t.Cleanup(func() { _ = c.Close() })
 	return c

@@ -1,0 +1,402 @@
+package stampede
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/stampede-cache/stampede/internal/envelope"
+	"github.com/stampede-cache/stampede/internal/scripts"
+	"github.com/stampede-cache/stampede/internal/stripe"
+)
+
+// A Loader reads the value of key from the source of truth. It returns ErrNotFound (possibly
+// wrapped) when the key does not exist. Its ctx keeps the values of the caller that started the
+// load but not its cancellation, and ends at the cache's load timeout or at Close.
+type Loader[V any] func(ctx context.Context, key string) (V, error)
+
+// redisClient lists the go-redis methods the cache calls. Client, ClusterClient, Ring and the
+// failover clients all have them.
+type redisClient interface {
+	Get(ctx context.Context, key string) *redis.StringCmd
+	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
+	scripts.Scripter
+}
+
+var _ redisClient = redis.UniversalClient(nil)
+
+// A Cache puts an in-process L1 and a Redis L2 in front of a slow source, and never lets one
+// key's miss, expiry or invalidation send more than one load at a time to the source: one per
+// key per instance under the Singleflight strategy, one per key across every instance under
+// Lease.
+//
+// All methods are safe for concurrent use. Values are shared between callers and must not be
+// modified. Create a Cache with New; Close it to stop its goroutines.
+type Cache[V any] struct {
+	client        redisClient
+	namespace     string
+	channel       string
+	policy        Policy
+	policyFunc    func(key string) Policy
+	jitter        float64
+	leaseTTL      time.Duration
+	loadTimeout   time.Duration
+	redisTimeout  time.Duration
+	genTTL        time.Duration
+	codec         Codec
+	maxValueBytes int
+	hooks         Hooks
+	log           *slog.Logger
+
+	l1        *l1[V] // nil when no key may use it
+	flights   singleflight.Group
+	notify    notifier
+	refreshes refreshes
+	life      *lifecycle
+	stats     *stripe.Counters
+
+	instance string        // random; lease tokens are instance + sequence
+	tokens   atomic.Uint64 // sequence of lease tokens
+	rand     func() float64
+}
+
+// New returns a Cache over client (a single node, Sentinel or Cluster client). It subscribes to
+// the namespace's channel before it returns; if Redis refuses the subscription, New logs it and
+// succeeds: waiters then poll, and a goroutine keeps trying to subscribe.
+func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error) {
+	if client == nil {
+		return nil, errors.New("stampede: nil Redis client")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("stampede: nil Option")
+		}
+		o.applyOption(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	c := &Cache[V]{
+		client:        client,
+		namespace:     cfg.namespace,
+		channel:       scripts.Channel(cfg.namespace),
+		policy:        cfg.policy,
+		policyFunc:    cfg.policyFunc,
+		jitter:        cfg.jitter,
+		leaseTTL:      cfg.leaseTTL,
+		loadTimeout:   cfg.loadTimeout,
+		redisTimeout:  cfg.redisTimeout,
+		genTTL:        cfg.genTTL(),
+		codec:         cfg.codec,
+		maxValueBytes: cfg.maxValueBytes,
+		hooks:         cfg.hooks,
+		log:           cfg.logger,
+		refreshes:     refreshes{limit: cfg.refreshWorkers},
+		life:          newLifecycle(),
+		stats:         stripe.New(numStats),
+		instance:      hex.EncodeToString(id[:]) + ":",
+		rand:          mrand.Float64,
+	}
+	if cfg.usesL1() {
+		l1, err := newL1[V](cfg.l1Size, cfg.l1TTL, cfg.logger)
+		if err != nil {
+			return nil, fmt.Errorf("stampede: L1: %w", err)
+		}
+		c.l1 = l1
+	}
+	c.notify = notifier{
+		client:  client,
+		channel: c.channel,
+		timeout: cfg.redisTimeout,
+		log:     cfg.logger,
+		hooks:   &c.hooks,
+		handle:  c.onMessage,
+		reset:   c.onSubscribed,
+	}
+	ctx, cancel := context.WithTimeout(c.life.ctx, cfg.redisTimeout)
+	first, err := c.notify.subscribe(ctx)
+	cancel()
+	if err != nil {
+		c.log.Warn("stampede: cannot subscribe to the namespace's channel; until a subscription succeeds, "+
+			"waiters poll Redis and another instance's writes reach this L1 only when its entries expire (WithL1's TTL)",
+			"channel", c.channel, "err", err)
+		c.hooks.redisError("subscribe", "", err)
+	}
+	c.life.goTracked(func() { c.notify.run(c.life.ctx, first) })
+	return c, nil
+}
+
+// Get returns the value of key: from the L1 if it is fresh there, else from Redis, else from
+// load, which runs at most once at a time per key (per instance with the Singleflight strategy,
+// across instances with Lease) while every other caller waits for its result. A stale value may
+// be returned at once while one background refresh runs (see Policy).
+//
+// Get returns ErrNotFound when load did (now or, cached, earlier). It returns ctx.Err() when ctx
+// ends first; the load goes on for the others. When Redis fails, Get still answers through the
+// loader, deduplicated per instance, and reports the failure to Stats and Hooks only.
+func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V], opts ...GetOption) (V, error) {
+	var zero V
+	if err := c.check(key); err != nil {
+		return zero, err
+	}
+	if load == nil {
+		return zero, ErrNilLoader
+	}
+	p, err := c.policyFor(key, opts)
+	if err != nil {
+		return zero, err
+	}
+	var obs observation[V]
+	if c.l1 != nil && !p.SkipL1 {
+		if e, now, ok := c.l1.get(key); ok {
+			switch c.judge(&e.h, now, &p) {
+			case serve:
+				c.stats.Add(statL1Hits)
+				return e.result()
+			case serveAndRefresh:
+				c.stats.Add(statL1Hits)
+				c.refreshInBackground(ctx, key, &p, load, &e.h, now)
+				return e.result()
+			case fallback:
+				obs.stale = &e
+			}
+		}
+	}
+	return c.getL2(ctx, key, &p, load, obs)
+}
+
+// getL2 is Get after the L1: one GET, and a flight if what it read cannot be served.
+func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) (V, error) {
+	useL1 := c.l1 != nil && !p.SkipL1
+	if useL1 {
+		obs.epoch = c.l1.epoch(key)
+	}
+	raw, err := c.redisGet(ctx, key)
+	switch {
+	case err != nil:
+		if ctx.Err() != nil {
+			var zero V
+			return zero, ctx.Err()
+		}
+		obs.redisDown = true
+	case raw != nil:
+		obs.seen = seenGen(raw)
+		if e, ok := c.decode(key, raw); ok {
+			now := time.Now().UnixNano()
+			switch v := c.judge(&e.h, now, p); v {
+			case serve, serveAndRefresh:
+				c.stats.Add(statL2Hits)
+				if useL1 {
+					c.l1.store(key, e.value, e.h, now, c.keepUntil(&e.h, p), obs.epoch)
+				}
+				if v == serveAndRefresh {
+					c.refreshInBackground(ctx, key, p, load, &e.h, now)
+				}
+				return e.result()
+			case fallback:
+				obs.stale = &e
+			}
+		}
+	}
+	c.stats.Add(statMisses)
+	r := c.flight(ctx, key, p, load, obs)
+	return r.value, r.err
+}
+
+// observation is what a caller found before it started a flight.
+type observation[V any] struct {
+	seen      []byte       // generation bytes of the envelope read from Redis, nil if none
+	stale     *l1Entry[V]  // a value to serve if the load fails (stale-if-error), or nil
+	redisDown bool         // the read failed: load without Redis
+	epoch     uint64       // the L1 epoch noted before the read
+}
+
+// result is the outcome of a flight, shared by every caller that joined it.
+type result[V any] struct {
+	value V
+	err   error
+}
+
+// result returns what a Get of the entry returns.
+func (e *l1Entry[V]) result() (V, error) {
+	if e.h.Negative() {
+		var zero V
+		return zero, ErrNotFound
+	}
+	return e.value, nil
+}
+
+// flight runs fetch once per key at a time in this instance; every caller shares its result,
+// and each stops waiting when its own ctx ends.
+func (c *Cache[V]) flight(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) result[V] {
+	pol := *p
+	ch := c.flights.DoChan(key, func() (_ any, err error) {
+		if !c.life.enter() {
+			return result[V]{err: ErrClosed}, nil
+		}
+		defer c.life.leave()
+		defer func() {
+			// The loader's panics are recovered where it is called; this guards the rest, as a
+			// panic here would otherwise crash the process from singleflight's goroutine.
+			if r := recover(); r != nil {
+				err = &PanicError{Value: r, Stack: stack()}
+			}
+		}()
+		fctx, cancel := c.life.detach(ctx)
+		defer cancel()
+		r := c.fetch(fctx, key, &pol, load, obs)
+		if r.err != nil && c.life.closed.Load() {
+			r.err = ErrClosed // the load was cancelled by Close, not by a caller
+		}
+		return r, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return result[V]{err: r.Err}
+		}
+		return r.Val.(result[V])
+	case <-ctx.Done():
+		return result[V]{err: ctx.Err()}
+	}
+}
+
+// fetch is the body of a flight: it runs once per key at a time in this instance, for callers
+// that found no servable value.
+func (c *Cache[V]) fetch(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) result[V] {
+	// A flight that ended between this caller's look at the L1 and the start of this one may
+	// have filled the L1: use that rather than load again.
+	if c.l1 != nil && !p.SkipL1 {
+		if e, now, ok := c.l1.get(key); ok && c.judge(&e.h, now, p) == serve {
+			v, err := e.result()
+			return result[V]{value: v, err: err}
+		}
+	}
+	if obs.redisDown {
+		return c.loadAlone(ctx, key, p, load, obs)
+	}
+	return c.acquire(ctx, key, p, load, obs)
+}
+
+// decode parses an envelope read from Redis. A value that is not an envelope, or whose payload
+// the codec rejects, is a miss; the next fill overwrites it.
+func (c *Cache[V]) decode(key string, raw []byte) (l1Entry[V], bool) {
+	h, payload, err := envelope.Parse(raw)
+	if err == nil && !h.Negative() {
+		var v V
+		if err = c.codec.Unmarshal(payload, &v); err == nil {
+			return l1Entry[V]{value: v, h: h}, true
+		}
+	}
+	if err != nil {
+		c.log.Warn("stampede: treating an unreadable Redis value as a miss", "key", key, "err", err)
+		return l1Entry[V]{}, false
+	}
+	return l1Entry[V]{h: h}, true
+}
+
+// seenGen returns the bytes of raw that the lease script compares to tell whether the value
+// changed: the generation of an envelope, whatever stands there in anything else.
+func seenGen(raw []byte) []byte {
+	return raw[min(envelope.GenOffset, len(raw)):min(envelope.GenOffset+8, len(raw))]
+}
+
+// keepUntil is when an entry stops being of any use under p (Unix nanoseconds).
+func (c *Cache[V]) keepUntil(h *envelope.Header, p *Policy) int64 {
+	return h.FreshUntil + int64(max(p.StaleWhileRevalidate, p.StaleIfError))
+}
+
+// redisGet reads the envelope of key; nil without error when there is none.
+func (c *Cache[V]) redisGet(ctx context.Context, key string) ([]byte, error) {
+	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	raw, err := c.client.Get(rctx, scripts.ValueKey(c.namespace, key)).Bytes()
+	cancel()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil && ctx.Err() == nil {
+		c.redisFailed("get", key, err)
+	}
+	return raw, err
+}
+
+func (c *Cache[V]) redisFailed(op, key string, err error) {
+	c.stats.Add(statRedisErrors)
+	c.hooks.redisError(op, key, err)
+}
+
+// check rejects calls after Close and keys Redis should not get.
+func (c *Cache[V]) check(key string) error {
+	if c.life.closed.Load() {
+		return ErrClosed
+	}
+	if key == "" || len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: %d bytes (1 to %d allowed)", ErrInvalidKey, len(key), MaxKeyLen)
+	}
+	return nil
+}
+
+// policyFor returns the policy of one call.
+func (c *Cache[V]) policyFor(key string, opts []GetOption) (Policy, error) {
+	p := c.policy
+	if c.policyFunc != nil {
+		p = c.policyFunc(key)
+		if p.TTL == 0 {
+			p.TTL = c.policy.TTL
+		}
+	}
+	for _, o := range opts {
+		if o == nil {
+			return p, errors.New("stampede: nil GetOption")
+		}
+		o.applyGetOption(&p)
+	}
+	if c.policyFunc != nil || len(opts) > 0 {
+		if err := p.validate(); err != nil {
+			return p, fmt.Errorf("%w (policy of key %q)", err, key)
+		}
+	}
+	return p, nil
+}
+
+// onMessage applies a message of the namespace's channel to the L1.
+func (c *Cache[V]) onMessage(m scripts.Message) {
+	if c.l1 != nil && (m.Kind == scripts.Filled || m.Kind == scripts.Evicted) {
+		c.l1.evict(m.Key, m.Gen)
+	}
+}
+
+// onSubscribed runs when a subscription is confirmed: messages sent while there was none are
+// lost, so the L1 may hold values replaced meanwhile.
+func (c *Cache[V]) onSubscribed() {
+	if c.l1 != nil {
+		c.l1.clear()
+	}
+}
+
+func (c *Cache[V]) newToken() string {
+	return c.instance + fmt.Sprint(c.tokens.Add(1))
+}
+
+// Close stops the cache: it ends the subscription, cancels the loads and refreshes this
+// instance runs, releases their leases where Redis allows, and waits for every goroutine of the
+// cache to return. Calls after Close return ErrClosed. Close is idempotent and returns nil; it
+// does not close the Redis client.
+func (c *Cache[V]) Close() error {
+	if c.life.close(c.notify.close) && c.l1 != nil {
+		c.l1.close()
+	}
+	return nil
+}

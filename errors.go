@@ -1,0 +1,60 @@
+package stampede
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrNotFound is what a Loader returns, possibly wrapped, when the key does not exist in the
+	// source. The cache stores the answer as a negative entry (see Policy.NegativeTTL) and
+	// returns ErrNotFound from the cache afterwards without calling the loader.
+	ErrNotFound = errors.New("stampede: not found")
+
+	// ErrClosed is returned by every call on a Cache after Close.
+	ErrClosed = errors.New("stampede: cache closed")
+
+	// ErrInvalidKey is returned for an empty key or one longer than MaxKeyLen bytes.
+	ErrInvalidKey = errors.New("stampede: invalid key")
+
+	// ErrNilLoader is returned by Get and Refresh when the loader is nil.
+	ErrNilLoader = errors.New("stampede: nil loader")
+
+	// ErrValueTooLarge is returned when an encoded value is over the limit of
+	// WithMaxValueBytes; nothing is written.
+	ErrValueTooLarge = errors.New("stampede: value too large")
+)
+
+// MaxKeyLen is the longest key, in bytes, that a Cache accepts.
+const MaxKeyLen = 4096
+
+// PanicError is the error every caller waiting on a load receives when the loader panicked.
+// The lease is released and the panic does not propagate: it is reported once, as this error.
+type PanicError struct {
+	// Value is what the loader passed to panic.
+	Value any
+	// Stack is the loader goroutine's stack at the time of the panic.
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("stampede: loader panicked: %v\n\n%s", e.Value, e.Stack)
+}
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// remoteError is a load failure reported by another instance through Redis.
+type remoteError struct {
+	msg      string
+	notFound bool
+}
+
+func (e *remoteError) Error() string {
+	return "stampede: load failed on another instance: " + e.msg
+}
+
+func (e *remoteError) Is(target error) bool { return e.notFound && target == ErrNotFound }

@@ -1,0 +1,17 @@
+package stampede
+
+// SetRand replaces the cache's source of uniform numbers in [0, 1), used for jitter and early
+// refresh.
+func SetRand[V any](c *Cache[V], f func() float64) { c.rand = f }
+
+// Subscribed reports whether the cache has a confirmed subscription.
+func Subscribed[V any](c *Cache[V]) bool { return c.notify.subscribed.Load() }
+
+// InL1 reports whether key has an entry in the cache's L1.
+func InL1[V any](c *Cache[V], key string) bool {
+	if c.l1 == nil {
+		return false
+	}
+	_, ok := c.l1.cache.GetEntryQuietly(key)
+	return ok
+}

@@ -1,0 +1,62 @@
+package stampede
+
+import "time"
+
+// Hooks are optional callbacks for metrics and tracing. A nil field is skipped. Hooks run on the
+// goroutine that observed the event, after the cache released its locks, and never on the path
+// of an L1 hit; they must be safe for concurrent use and should return quickly.
+type Hooks struct {
+	// OnLoad is called after every call of a loader, with its duration and error (nil on
+	// success, ErrNotFound possibly wrapped, or a *PanicError).
+	OnLoad func(key string, took time.Duration, err error)
+
+	// OnLeaseWait is called when a caller that waited for another instance's load stops
+	// waiting, with how long it waited.
+	OnLeaseWait func(key string, waited time.Duration)
+
+	// OnStaleServed is called when a stale value is returned, with its age past its fresh
+	// lifetime: while a refresh runs (stale-while-revalidate) or because a load failed
+	// (stale-if-error).
+	OnStaleServed func(key string, age time.Duration)
+
+	// OnEarlyRefresh is called when a background refresh of key starts.
+	OnEarlyRefresh func(key string)
+
+	// OnRedisError is called when a Redis call fails; op names the call ("get", "lease",
+	// "fill", "subscribe", ...) and key is empty for calls that concern no single key.
+	OnRedisError func(op, key string, err error)
+
+	// OnHotKey is called once per detection window for each key whose estimated request rate,
+	// in requests per second, crossed the hot-key threshold.
+	OnHotKey func(key string, rate float64)
+}
+
+func (h *Hooks) load(key string, took time.Duration, err error) {
+	if h.OnLoad != nil {
+		h.OnLoad(key, took, err)
+	}
+}
+
+func (h *Hooks) leaseWait(key string, waited time.Duration) {
+	if h.OnLeaseWait != nil {
+		h.OnLeaseWait(key, waited)
+	}
+}
+
+func (h *Hooks) staleServed(key string, age time.Duration) {
+	if h.OnStaleServed != nil {
+		h.OnStaleServed(key, age)
+	}
+}
+
+func (h *Hooks) earlyRefresh(key string) {
+	if h.OnEarlyRefresh != nil {
+		h.OnEarlyRefresh(key)
+	}
+}
+
+func (h *Hooks) redisError(op, key string, err error) {
+	if h.OnRedisError != nil {
+		h.OnRedisError(op, key, err)
+	}
+}

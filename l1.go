@@ -1,0 +1,132 @@
+package stampede
+
+import (
+	"context"
+	"hash/maphash"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+
+	"github.com/stampede-cache/stampede/internal/envelope"
+)
+
+// l1Entry is a value in the in-process cache, with the metadata of the envelope it came from,
+// so that an L1 hit decides freshness and early refresh as an L2 hit does.
+type l1Entry[V any] struct {
+	value V
+	h     envelope.Header
+	keep  time.Duration // how long otter keeps the entry after it is written
+}
+
+// l1Stripes is the number of eviction epochs; a power of two.
+const l1Stripes = 256
+
+// l1 is the in-process cache: otter, plus the epochs that keep a read that raced an eviction
+// from putting back the value the eviction removed.
+//
+// An eviction (an invalidation message) first advances the epoch of the key's stripe and then
+// deletes the key. A reader notes the epoch before it reads Redis, and stores what it read only
+// if the epoch has not moved, checking again after the store. Either the eviction's delete comes
+// after the store and removes it, or the reader sees the new epoch and removes its own store.
+type l1[V any] struct {
+	cache  *otter.Cache[string, l1Entry[V]]
+	ttl    time.Duration
+	seed   maphash.Seed
+	epochs [l1Stripes]atomic.Uint64
+}
+
+func newL1[V any](size int, ttl time.Duration, log *slog.Logger) (*l1[V], error) {
+	c, err := otter.New(&otter.Options[string, l1Entry[V]]{
+		MaximumSize: size,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, l1Entry[V]]) time.Duration {
+			return e.Value.keep
+		}),
+		Logger: otterLogger{log},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &l1[V]{cache: c, ttl: ttl, seed: maphash.MakeSeed()}, nil
+}
+
+// get returns the entry of key and the time of the lookup, in Unix nanoseconds.
+func (l *l1[V]) get(key string) (l1Entry[V], int64, bool) {
+	e, ok := l.cache.GetEntry(key)
+	return e.Value, e.SnapshotAtNano, ok
+}
+
+func (l *l1[V]) stripe(key string) *atomic.Uint64 {
+	return &l.epochs[maphash.String(l.seed, key)&(l1Stripes-1)]
+}
+
+// epoch returns what a reader of key notes before it reads Redis.
+func (l *l1[V]) epoch(key string) uint64 {
+	return l.stripe(key).Load()
+}
+
+// store keeps value for key until min(L1 TTL, until) (Unix nanoseconds), unless an eviction of
+// its stripe came after epoch was noted, or the L1 holds a newer generation of the key.
+func (l *l1[V]) store(key string, value V, h envelope.Header, now, until int64, epoch uint64) {
+	keep := min(l.ttl, time.Duration(until-now))
+	if keep <= 0 {
+		return
+	}
+	s := l.stripe(key)
+	if s.Load() != epoch {
+		return
+	}
+	l.cache.Compute(key, func(old l1Entry[V], found bool) (l1Entry[V], otter.ComputeOp) {
+		if found && h.Gen != 0 && old.h.Gen > h.Gen {
+			return old, otter.CancelOp
+		}
+		return l1Entry[V]{value: value, h: h, keep: keep}, otter.WriteOp
+	})
+	if s.Load() != epoch {
+		l.remove(key, h.Gen+1)
+	}
+}
+
+// evict applies a message that key was written or removed at gen: the entry goes unless it is
+// that generation or newer (the instance's own write, whose message came back to it). A
+// message that changes nothing does not advance the epoch, so reads in flight still store.
+func (l *l1[V]) evict(key string, gen uint64) {
+	if e, ok := l.cache.GetEntryQuietly(key); ok && gen != 0 && e.Value.h.Gen >= gen {
+		return
+	}
+	l.stripe(key).Add(1)
+	l.remove(key, gen)
+}
+
+func (l *l1[V]) remove(key string, gen uint64) {
+	l.cache.ComputeIfPresent(key, func(old l1Entry[V]) (l1Entry[V], otter.ComputeOp) {
+		if gen != 0 && old.h.Gen >= gen {
+			return old, otter.CancelOp
+		}
+		return old, otter.InvalidateOp
+	})
+}
+
+// clear drops every entry, for when invalidation messages may have been lost.
+func (l *l1[V]) clear() {
+	for i := range l.epochs {
+		l.epochs[i].Add(1)
+	}
+	l.cache.InvalidateAll()
+}
+
+func (l *l1[V]) close() {
+	l.cache.StopAllGoroutines()
+}
+
+// otterLogger sends otter's warnings to the cache's logger.
+type otterLogger struct{ log *slog.Logger }
+
+func (o otterLogger) Warn(ctx context.Context, msg string, err error) {
+	o.log.WarnContext(ctx, "stampede: L1: "+msg, "err", err)
+}
+
+func (o otterLogger) Error(ctx context.Context, msg string, err error) {
+	o.log.ErrorContext(ctx, "stampede: L1: "+msg, "err", err)
+}

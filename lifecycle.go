@@ -1,0 +1,81 @@
+package stampede
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// lifecycle owns every goroutine a Cache starts: each runs through goTracked or between enter
+// and leave, and Close waits for all of them.
+type lifecycle struct {
+	// ctx is the cache's own lifetime, not a request's: Close cancels it, which ends the loads,
+	// waits and background work that run detached from their callers.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	closed atomic.Bool // set by close; read on every call
+
+	mu      sync.Mutex
+	closing bool // guarded by mu; once set, enter fails, so wg.Add never races wg.Wait
+	wg      sync.WaitGroup
+}
+
+func newLifecycle() *lifecycle {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &lifecycle{ctx: ctx, cancel: cancel}
+}
+
+// enter registers a goroutine that is already running; it fails once Close has begun.
+func (l *lifecycle) enter() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing {
+		return false
+	}
+	l.wg.Add(1)
+	return true
+}
+
+func (l *lifecycle) leave() { l.wg.Done() }
+
+// goTracked runs f on a new goroutine that Close waits for, unless Close has begun.
+func (l *lifecycle) goTracked(f func()) bool {
+	if !l.enter() {
+		return false
+	}
+	go func() {
+		defer l.leave()
+		f()
+	}()
+	return true
+}
+
+// detach returns a context for work that must outlive its caller's cancellation (a load that
+// others wait for): it keeps ctx's values, drops its cancellation and deadline, and ends at
+// Close.
+func (l *lifecycle) detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(l.ctx, cancel)
+	return d, func() {
+		stop()
+		cancel()
+	}
+}
+
+// close stops new work, cancels running work and waits for it. It reports whether this call
+// closed the lifecycle.
+func (l *lifecycle) close(beforeWait func()) bool {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return false
+	}
+	l.closing = true
+	l.closed.Store(true)
+	l.mu.Unlock()
+	l.cancel()
+	beforeWait()
+	l.wg.Wait()
+	return true
+}

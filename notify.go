@@ -1,0 +1,233 @@
+package stampede
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/stampede-cache/stampede/internal/scripts"
+)
+
+const (
+	// healthEvery is how long the subscription may be silent before it is pinged; a ping not
+	// answered within the same time counts as a lost connection.
+	healthEvery = time.Second
+	// pollEvery is how often a waiter looks at Redis while no subscription carries
+	// notifications.
+	pollEvery = 100 * time.Millisecond
+	// resubscribeMax bounds the back-off between attempts to subscribe.
+	resubscribeMax = 5 * time.Second
+)
+
+// notifier owns a Cache's one pub/sub subscription, on its namespace's channel, and hands each
+// message to the waiters of its key and to the cache (which evicts the key from its L1).
+//
+// While no subscription is confirmed, waiters poll; each time one is confirmed (first, or again
+// after a loss), messages may have been missed, so the cache clears its L1 and every waiter
+// looks at Redis again.
+type notifier struct {
+	client  redisClient
+	channel string
+	timeout time.Duration
+	log     *slog.Logger
+	hooks   *Hooks
+	handle  func(scripts.Message) // called for each message, before its waiters are woken
+	reset   func()                // called when a subscription is confirmed
+
+	subscribed atomic.Bool // a confirmed subscription carries messages
+
+	mu      sync.Mutex
+	waiters map[string][]*waiter // guarded by mu
+	ps      *redis.PubSub        // guarded by mu; the current subscription, nil if none
+	closed  bool                 // guarded by mu
+}
+
+// A waiter receives the messages of one key, at most one at a time: a second message while one
+// is pending is dropped, as the waiter looks at Redis on any message.
+type waiter struct {
+	key string
+	c   chan scripts.Message
+}
+
+// watch registers a waiter for key. Register before looking at Redis, so that a message
+// published in between is not missed.
+func (n *notifier) watch(key string) *waiter {
+	w := &waiter{key: key, c: make(chan scripts.Message, 1)}
+	n.mu.Lock()
+	if n.waiters == nil {
+		n.waiters = make(map[string][]*waiter)
+	}
+	n.waiters[key] = append(n.waiters[key], w)
+	n.mu.Unlock()
+	return w
+}
+
+func (n *notifier) unwatch(w *waiter) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ws := n.waiters[w.key]
+	for i, x := range ws {
+		if x == w {
+			ws[i] = ws[len(ws)-1]
+			ws[len(ws)-1] = nil
+			ws = ws[:len(ws)-1]
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(n.waiters, w.key)
+	} else {
+		n.waiters[w.key] = ws
+	}
+}
+
+// wake hands m to the waiters of its key, or to every waiter when all is true.
+func (n *notifier) wake(m scripts.Message, all bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	send := func(ws []*waiter) {
+		for _, w := range ws {
+			select {
+			case w.c <- m:
+			default:
+			}
+		}
+	}
+	if !all {
+		send(n.waiters[m.Key])
+		return
+	}
+	for _, ws := range n.waiters {
+		send(ws)
+	}
+}
+
+// subscribe opens a subscription and waits for Redis to confirm it.
+func (n *notifier) subscribe(ctx context.Context) (*redis.PubSub, error) {
+	ps := n.client.Subscribe(ctx)
+	err := ps.Subscribe(ctx, n.channel)
+	if err == nil {
+		var msg any
+		msg, err = ps.ReceiveTimeout(ctx, n.timeout)
+		if _, ok := msg.(*redis.Subscription); err == nil && !ok {
+			err = errors.New("stampede: unexpected reply to SUBSCRIBE")
+		}
+	}
+	n.mu.Lock()
+	if err == nil && n.closed {
+		err = ErrClosed
+	}
+	if err != nil {
+		n.mu.Unlock()
+		_ = ps.Close()
+		return nil, err
+	}
+	n.ps = ps
+	n.mu.Unlock()
+	return ps, nil
+}
+
+// run keeps a subscription until Close, resubscribing with back-off when it is lost. first is
+// the subscription New opened, or nil.
+func (n *notifier) run(ctx context.Context, first *redis.PubSub) {
+	ps := first
+	backoff := pollEvery
+	for {
+		if ps == nil {
+			var err error
+			if ps, err = n.subscribe(ctx); err != nil {
+				if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+					return
+				}
+				n.hooks.redisError("subscribe", "", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, resubscribeMax)
+				continue
+			}
+		}
+		backoff = pollEvery
+		n.confirmed()
+		err := n.receive(ctx, ps)
+		n.lost(ps)
+		if ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("stampede: subscription lost; waiters poll until it is back", "channel", n.channel, "err", err)
+		n.hooks.redisError("subscribe", "", err)
+		ps = nil
+	}
+}
+
+// receive reads messages until the subscription fails.
+func (n *notifier) receive(ctx context.Context, ps *redis.PubSub) error {
+	pinged := false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, healthEvery)
+		if err != nil {
+			var ne net.Error
+			if !pinged && errors.As(err, &ne) && ne.Timeout() {
+				// Silence: make sure the connection is alive. go-redis reports a ping that
+				// cannot be written; one that gets no answer shows as the next timeout.
+				if err := ps.Ping(ctx); err == nil {
+					pinged = true
+					continue
+				}
+			}
+			return err
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Message:
+			parsed, err := scripts.ParseMessage(m.Payload)
+			if err != nil {
+				n.log.Warn("stampede: ignoring a malformed message", "channel", n.channel, "err", err)
+				continue
+			}
+			n.handle(parsed)
+			n.wake(parsed, false)
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				// go-redis reconnected and subscribed again by itself: messages may be lost.
+				n.confirmed()
+			}
+		}
+	}
+}
+
+func (n *notifier) confirmed() {
+	n.subscribed.Store(true)
+	n.reset()
+	n.wake(scripts.Message{Kind: scripts.Released}, true)
+}
+
+func (n *notifier) lost(ps *redis.PubSub) {
+	n.subscribed.Store(false)
+	n.mu.Lock()
+	if n.ps == ps {
+		n.ps = nil
+	}
+	n.mu.Unlock()
+	_ = ps.Close()
+	n.wake(scripts.Message{Kind: scripts.Released}, true)
+}
+
+// close ends the subscription; run returns.
+func (n *notifier) close() {
+	n.mu.Lock()
+	n.closed = true
+	ps := n.ps
+	n.mu.Unlock()
+	if ps != nil {
+		_ = ps.Close()
+	}
+}

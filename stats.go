@@ -1,0 +1,62 @@
+package stampede
+
+// Stats are cumulative counters of a Cache since New. Each counter is read atomically, but a
+// Stats is not a snapshot of all of them at one instant.
+type Stats struct {
+	// L1Hits counts Gets answered from the in-process L1, fresh or stale.
+	L1Hits uint64
+	// L2Hits counts Gets answered from a value read from Redis, fresh or stale.
+	L2Hits uint64
+	// Misses counts Gets that found no servable value and waited for a load (their own,
+	// another caller's in this instance, or another instance's).
+	Misses uint64
+	// Loads counts calls of a loader by this instance.
+	Loads uint64
+	// LoadErrors counts loads that failed (a not-found is not a failure).
+	LoadErrors uint64
+	// LeaseWaits counts the times this instance waited for a load that another instance held
+	// the lease of.
+	LeaseWaits uint64
+	// EarlyRefreshes counts background refreshes started: early refresh and
+	// stale-while-revalidate.
+	EarlyRefreshes uint64
+	// StaleServed counts Gets answered with a stale value.
+	StaleServed uint64
+	// RedisErrors counts Redis calls that failed.
+	RedisErrors uint64
+	// FencedLoads counts loads whose value was not written because a write (Set, Invalidate,
+	// Delete, Refresh or another load) came after the load began.
+	FencedLoads uint64
+}
+
+// The counters, in the order of their stripes.
+const (
+	statL1Hits = iota
+	statL2Hits
+	statMisses
+	statLoads
+	statLoadErrors
+	statLeaseWaits
+	statEarlyRefreshes
+	statStaleServed
+	statRedisErrors
+	statFencedLoads
+	numStats
+)
+
+// Stats returns the counters. It is safe for concurrent use and cheap enough to poll.
+func (c *Cache[V]) Stats() Stats {
+	n := c.stats.Load
+	return Stats{
+		L1Hits:         n(statL1Hits),
+		L2Hits:         n(statL2Hits),
+		Misses:         n(statMisses),
+		Loads:          n(statLoads),
+		LoadErrors:     n(statLoadErrors),
+		LeaseWaits:     n(statLeaseWaits),
+		EarlyRefreshes: n(statEarlyRefreshes),
+		StaleServed:    n(statStaleServed),
+		RedisErrors:    n(statRedisErrors),
+		FencedLoads:    n(statFencedLoads),
+	}
+}

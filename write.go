@@ -1,0 +1,142 @@
+package stampede
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/stampede-cache/stampede/internal/envelope"
+	"github.com/stampede-cache/stampede/internal/scripts"
+)
+
+// Set writes v as the value of key (write-through), fresh for the policy's TTL. It fences out
+// every load of key in flight, so none of them can overwrite v with what it read before, and
+// evicts key from the L1 of every instance.
+func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) error {
+	if err := c.check(key); err != nil {
+		return err
+	}
+	p, err := c.policyFor(key, opts)
+	if err != nil {
+		return err
+	}
+	h, fresh := c.header(time.Now(), p.TTL, 0, 0)
+	env, err := c.encode(h, v)
+	if err != nil {
+		return err
+	}
+	epoch := c.epoch(key)
+	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	gen, err := scripts.Set(rctx, c.client, scripts.KeysFor(c.namespace, key), env, p.hardTTL(fresh), c.genTTL, c.channel, key)
+	cancel()
+	if err != nil {
+		return c.writeFailed("set", key, err)
+	}
+	h.Gen = gen
+	if c.l1 != nil && !p.SkipL1 {
+		c.l1.store(key, v, h, h.WrittenAt, c.keepUntil(&h, &p), epoch)
+	}
+	return nil
+}
+
+// Invalidate marks the value of key stale without removing it (soft invalidation): readers go
+// on getting it, at once, while one of them refreshes it in the background, so that
+// invalidating a hot key does not send its readers to the source. It fences out every load of
+// key in flight and evicts key from the L1 of every instance. A stale value is never served
+// past the lifetime its policy gave it.
+func (c *Cache[V]) Invalidate(ctx context.Context, key string) error {
+	return c.evict(ctx, key, "invalidate", scripts.Invalidate)
+}
+
+// Delete removes the value of key (hard invalidation): the next reader loads it, one load for
+// all readers. It fences out every load of key in flight, so none of them can write back what it
+// read before the delete, and evicts key from the L1 of every instance.
+func (c *Cache[V]) Delete(ctx context.Context, key string) error {
+	return c.evict(ctx, key, "delete", scripts.Delete)
+}
+
+type evictScript func(ctx context.Context, c scripts.Scripter, k scripts.Keys, genTTL time.Duration, channel, key string) (uint64, error)
+
+func (c *Cache[V]) evict(ctx context.Context, key, op string, script evictScript) error {
+	if err := c.check(key); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	gen, err := script(rctx, c.client, scripts.KeysFor(c.namespace, key), c.genTTL, c.channel, key)
+	cancel()
+	if err != nil {
+		return c.writeFailed(op, key, err)
+	}
+	if c.l1 != nil {
+		c.l1.evict(key, gen)
+	}
+	return nil
+}
+
+// Refresh loads key now and overwrites its value, for a write path that changed the source:
+// unlike Delete, the key is never empty meanwhile (readers get the old value, marked stale).
+// It takes the key's lease from whoever holds it and fences out every load in flight, so the
+// result is what load returns now. If load fails, the old value stays, stale.
+//
+// Refresh returns what load returned. The load runs under ctx and the cache's load timeout.
+func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V]) (V, error) {
+	var zero V
+	if err := c.check(key); err != nil {
+		return zero, err
+	}
+	if load == nil {
+		return zero, ErrNilLoader
+	}
+	p, err := c.policyFor(key, nil)
+	if err != nil {
+		return zero, err
+	}
+	k := scripts.KeysFor(c.namespace, key)
+	token := c.newToken()
+	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	fence, err := scripts.BeginRefresh(rctx, c.client, k, token, c.leaseTTL, c.genTTL, c.channel, key)
+	cancel()
+	if err != nil {
+		return zero, c.writeFailed("refresh", key, err)
+	}
+	if c.l1 != nil {
+		c.l1.evict(key, 0)
+	}
+	obs := observation[V]{epoch: c.epoch(key)}
+	stop := c.keepLease(key, k, token)
+	v, took, err := c.callLoader(ctx, key, load)
+	stop()
+	// The write and the release go on if the caller's ctx ends now, so that the lease is freed.
+	r := c.settle(context.WithoutCancel(ctx), key, k, token, fence, &p, v, took, err, obs)
+	return r.value, r.err
+}
+
+// writeFailed reports a failed write. The write may have happened anyway (a timeout after
+// Redis applied it), so the key also leaves this instance's L1.
+func (c *Cache[V]) writeFailed(op, key string, err error) error {
+	c.redisFailed(op, key, err)
+	if c.l1 != nil {
+		c.l1.evict(key, 0)
+	}
+	return fmt.Errorf("stampede: %s %q: %w", op, key, err)
+}
+
+func (c *Cache[V]) epoch(key string) uint64 {
+	if c.l1 == nil {
+		return 0
+	}
+	return c.l1.epoch(key)
+}
+
+// encode returns the envelope of v, refusing values over the size limit.
+func (c *Cache[V]) encode(h envelope.Header, v V) ([]byte, error) {
+	payload, err := c.codec.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("stampede: encode: %w", err)
+	}
+	if n := envelope.HeaderSize + len(payload); n > c.maxValueBytes {
+		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d", ErrValueTooLarge, n, c.maxValueBytes)
+	}
+	env := make([]byte, 0, envelope.HeaderSize+len(payload))
+	return append(envelope.Append(env, h), payload...), nil
+}
