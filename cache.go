@@ -217,10 +217,10 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 
 // observation is what a caller found before it started a flight.
 type observation[V any] struct {
-	seen      []byte       // generation bytes of the envelope read from Redis, nil if none
-	stale     *l1Entry[V]  // a value to serve if the load fails (stale-if-error), or nil
-	redisDown bool         // the read failed: load without Redis
-	epoch     uint64       // the L1 epoch noted before the read
+	seen      []byte      // generation bytes of the envelope read from Redis, nil if none
+	stale     *l1Entry[V] // a value to serve if the load fails (stale-if-error), or nil
+	redisDown bool        // the read failed: load without Redis
+	epoch     uint64      // the L1 epoch noted before the read
 }
 
 // result is the outcome of a flight, shared by every caller that joined it.
