@@ -70,7 +70,7 @@ local function invalidate(key, g)
 end
 `
 
-// KEYS: value, lock, gen. ARGV: token, lease ms, seen generation bytes (” if none), lock ('1' or
+// KEYS: value, lock, gen. ARGV: token, lease ms, seen generation bytes (empty if none), lock ('1' or
 // '0'), gen ms. Returns {0, value} if the value changed since the caller read it, {1, fence} if
 // the caller may load (holding the lease when lock is '1'), {2, lease ms left} if another holds it.
 var leaseScript = redis.NewScript(prelude + `
