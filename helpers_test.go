@@ -52,8 +52,11 @@ func newSource(value string) *source {
 	return s
 }
 
+// load reads the source's value when it starts, as a query sees the rows of its snapshot, and
+// then takes its time.
 func (s *source) load(ctx context.Context, key string) (string, error) {
 	s.calls.Add(1)
+	value := s.value.Load().(string)
 	s.mu.Lock()
 	gate, started := s.gate, s.started
 	s.mu.Unlock()
@@ -73,7 +76,7 @@ func (s *source) load(ctx context.Context, key string) (string, error) {
 	if err := s.err.Load(); err != nil {
 		return "", *err
 	}
-	return s.value.Load().(string), nil
+	return value, nil
 }
 
 // hold makes the next loads wait until the returned function is called, and returns a channel

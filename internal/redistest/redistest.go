@@ -9,9 +9,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -91,4 +93,62 @@ func env(t testing.TB, name string) string {
 		t.Skipf("redistest: %s is not set; integration test skipped", name)
 	}
 	return v
+}
+
+// KillableClient is Client, with a function that breaks every connection the client has open,
+// as a network failure would; the client reconnects on its next command.
+func KillableClient(t testing.TB, m *miniredis.Miniredis) (*redis.Client, func()) {
+	t.Helper()
+	var mu sync.Mutex
+	var conns []net.Conn
+	c := Client(t, m)
+	opt := c.Options()
+	_ = c.Close()
+	opt.Dialer = func(context.Context, string, string) (net.Conn, error) {
+		conn, err := m.Dial()
+		if err == nil {
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+		}
+		return conn, err
+	}
+	c = redis.NewClient(opt)
+	t.Cleanup(func() { _ = c.Close() })
+	return c, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, conn := range conns {
+			_ = conn.Close()
+		}
+		conns = nil
+	}
+}
+
+// NoSubscribe wraps c so that its subscriptions fail, as with a client whose server or proxy
+// refuses SUBSCRIBE.
+func NoSubscribe(c *redis.Client) redis.UniversalClient {
+	dead := redis.NewClient(&redis.Options{
+		Addr:                     "127.0.0.1:6379",
+		Dialer:                   func(context.Context, string, string) (net.Conn, error) { return nil, errNoSubscribe },
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		MaxRetries:               -1,
+	})
+	return noSubscribe{Client: c, dead: dead}
+}
+
+var errNoSubscribe = errors.New("redistest: SUBSCRIBE refused")
+
+type noSubscribe struct {
+	*redis.Client
+	dead *redis.Client
+}
+
+func (n noSubscribe) Subscribe(ctx context.Context, channels ...string) *redis.PubSub {
+	return n.dead.Subscribe(ctx, channels...)
+}
+
+func (n noSubscribe) Close() error {
+	_ = n.dead.Close()
+	return n.Client.Close()
 }
