@@ -58,6 +58,7 @@ type Cache[V any] struct {
 	log           *slog.Logger
 
 	l1        *l1[V] // nil when no key may use it
+	reads     *reads
 	flights   singleflight.Group
 	notify    notifier
 	refreshes refreshes
@@ -104,6 +105,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		hooks:         cfg.hooks,
 		log:           cfg.logger,
 		refreshes:     refreshes{limit: cfg.refreshWorkers},
+		reads:         newReads(),
 		life:          newLifecycle(),
 		stats:         stripe.New(numStats),
 		instance:      hex.EncodeToString(id[:]) + ":",
@@ -128,7 +130,9 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 	ctx, cancel := context.WithTimeout(c.life.ctx, cfg.redisTimeout)
 	first, err := c.notify.subscribe(ctx)
 	cancel()
-	if err != nil {
+	if err == nil {
+		c.notify.confirmed()
+	} else {
 		c.log.Warn("stampede: cannot subscribe to the namespace's channel; until a subscription succeeds, "+
 			"waiters poll Redis and another instance's writes reach this L1 only when its entries expire (WithL1's TTL)",
 			"channel", c.channel, "err", err)
@@ -170,7 +174,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V], opts ...
 				c.refreshInBackground(ctx, key, &p, load, &e.h, now)
 				return e.result()
 			case fallback:
-				obs.stale = &e
+				obs.stale = escape(e)
 			}
 		}
 	}
@@ -183,7 +187,7 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 	if useL1 {
 		obs.epoch = c.l1.epoch(key)
 	}
-	raw, err := c.redisGet(ctx, key)
+	raw, err := c.reads.do(ctx, key, func() ([]byte, error) { return c.redisGet(ctx, key) })
 	switch {
 	case err != nil:
 		if ctx.Err() != nil {
@@ -206,7 +210,7 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 				}
 				return e.result()
 			case fallback:
-				obs.stale = &e
+				obs.stale = escape(e)
 			}
 		}
 	}
@@ -228,6 +232,10 @@ type result[V any] struct {
 	value V
 	err   error
 }
+
+// escape returns a pointer to a copy of e, so that only the branch that needs a pointer to an
+// entry moves one to the heap, not every Get that holds an entry.
+func escape[V any](e l1Entry[V]) *l1Entry[V] { return &e }
 
 // result returns what a Get of the entry returns.
 func (e *l1Entry[V]) result() (V, error) {
@@ -357,11 +365,17 @@ func (c *Cache[V]) policyFor(key string, opts []GetOption) (Policy, error) {
 			p.TTL = c.policy.TTL
 		}
 	}
-	for _, o := range opts {
-		if o == nil {
-			return p, errors.New("stampede: nil GetOption")
+	if len(opts) > 0 {
+		// Options take a pointer through an interface, which moves the policy to the heap:
+		// only calls with options pay for it.
+		q := p
+		for _, o := range opts {
+			if o == nil {
+				return p, errors.New("stampede: nil GetOption")
+			}
+			o.applyGetOption(&q)
 		}
-		o.applyGetOption(&p)
+		p = q
 	}
 	if c.policyFunc != nil || len(opts) > 0 {
 		if err := p.validate(); err != nil {

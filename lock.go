@@ -109,7 +109,7 @@ func (c *Cache[V]) adopt(ctx context.Context, key string, raw []byte, p *Policy,
 		val, err := e.result()
 		return result[V]{value: val, err: err}, true
 	case fallback:
-		obs.stale = &e
+		obs.stale = escape(e)
 	}
 	return result[V]{}, false
 }

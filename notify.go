@@ -134,7 +134,7 @@ func (n *notifier) subscribe(ctx context.Context) (*redis.PubSub, error) {
 }
 
 // run keeps a subscription until Close, resubscribing with back-off when it is lost. first is
-// the subscription New opened, or nil.
+// the subscription New opened and confirmed, or nil.
 func (n *notifier) run(ctx context.Context, first *redis.PubSub) {
 	ps := first
 	backoff := pollEvery
@@ -154,9 +154,9 @@ func (n *notifier) run(ctx context.Context, first *redis.PubSub) {
 				backoff = min(2*backoff, resubscribeMax)
 				continue
 			}
+			n.confirmed()
 		}
 		backoff = pollEvery
-		n.confirmed()
 		err := n.receive(ctx, ps)
 		n.lost(ps)
 		if ctx.Err() != nil {
