@@ -58,6 +58,7 @@ type Cache[V any] struct {
 	log           *slog.Logger
 
 	l1        *l1[V] // nil when no key may use it
+	failures  *failures
 	reads     *reads
 	flights   singleflight.Group
 	notify    notifier
@@ -111,6 +112,11 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		instance:      hex.EncodeToString(id[:]) + ":",
 		rand:          mrand.Float64,
 	}
+	f, err := newFailures()
+	if err != nil {
+		return nil, fmt.Errorf("stampede: %w", err)
+	}
+	c.failures = f
 	if cfg.usesL1() {
 		l1, err := newL1[V](cfg.l1Size, cfg.l1TTL, cfg.logger)
 		if err != nil {
@@ -215,6 +221,11 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 		}
 	}
 	c.stats.Add(statMisses)
+	if err, ok := c.failures.active(key, time.Now().UnixNano()); ok {
+		// The key's last load failed moments ago: do not send every caller to the source.
+		r := c.failed(key, err, obs)
+		return r.value, r.err
+	}
 	r := c.flight(ctx, key, p, load, obs)
 	return r.value, r.err
 }
@@ -385,10 +396,21 @@ func (c *Cache[V]) policyFor(key string, opts []GetOption) (Policy, error) {
 	return p, nil
 }
 
-// onMessage applies a message of the namespace's channel to the L1.
+// onMessage applies a message of the namespace's channel: a write evicts the key from the L1,
+// and a failed load elsewhere starts the key's back-off here too.
 func (c *Cache[V]) onMessage(m scripts.Message) {
-	if c.l1 != nil && (m.Kind == scripts.Filled || m.Kind == scripts.Evicted) {
-		c.l1.evict(m.Key, m.Gen)
+	switch m.Kind {
+	case scripts.Filled, scripts.Evicted:
+		if c.l1 != nil {
+			c.l1.evict(m.Key, m.Gen)
+		}
+		if m.Kind == scripts.Filled {
+			c.failures.clear(m.Key)
+		}
+	case scripts.Failed:
+		if !m.NotFound {
+			c.failures.record(m.Key, &remoteError{msg: m.Err}, time.Now().UnixNano(), c.rand())
+		}
 	}
 }
 
@@ -409,8 +431,11 @@ func (c *Cache[V]) newToken() string {
 // cache to return. Calls after Close return ErrClosed. Close is idempotent and returns nil; it
 // does not close the Redis client.
 func (c *Cache[V]) Close() error {
-	if c.life.close(c.notify.close) && c.l1 != nil {
-		c.l1.close()
+	if c.life.close(c.notify.close) {
+		c.failures.close()
+		if c.l1 != nil {
+			c.l1.close()
+		}
 	}
 	return nil
 }

@@ -194,7 +194,8 @@ func TestLoaderPanicReachesEveryWaiter(t *testing.T) {
 		require.Equal(t, 50, local)
 		require.False(t, m.Exists("stampede:{k}:lock"), "the lease is released")
 
-		// Nothing was cached: the next Get loads again.
+		// Nothing was cached; once the short back-off after a failure is over, a Get loads again.
+		time.Sleep(200 * time.Millisecond)
 		v, err := caches[1].Get(ctx, "k", newSource("ok").load)
 		require.NoError(t, err)
 		require.Equal(t, "ok", v)
@@ -222,6 +223,47 @@ func TestLoaderErrorIsSharedNotRetried(t *testing.T) {
 			loadErrors += c.Stats().LoadErrors
 		}
 		require.EqualValues(t, 1, loadErrors)
+	})
+}
+
+// TestFailureBackoff: after a failed load, callers on every instance get the error (or a stale
+// value) without calling the source for a short, jittered back-off that doubles while the
+// source keeps failing, and the first load after it that succeeds ends it.
+func TestFailureBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		caches := fleet[string](t, redistest.Mini(t), 3)
+		for _, c := range caches {
+			stampede.SetRand(c, func() float64 { return 0.5 })
+		}
+		src := newSource("v")
+		src.fail(errDatabase)
+		_, err := caches[0].Get(ctx, "k", src.load)
+		require.ErrorIs(t, err, errDatabase)
+		synctest.Wait() // the failure reaches the other instances
+
+		// First back-off: 100 ms drawn in [50, 100): 75 ms.
+		for _, c := range caches {
+			_, err := c.Get(ctx, "k", src.load)
+			require.ErrorContains(t, err, errDatabase.Error())
+		}
+		require.EqualValues(t, 1, src.calls.Load())
+		time.Sleep(75 * time.Millisecond)
+		_, err = caches[1].Get(ctx, "k", src.load)
+		require.ErrorContains(t, err, errDatabase.Error())
+		require.EqualValues(t, 2, src.calls.Load())
+		synctest.Wait()
+
+		// Second failure in a row: 200 ms drawn in [100, 200): 150 ms.
+		time.Sleep(149 * time.Millisecond)
+		_, err = caches[2].Get(ctx, "k", src.load)
+		require.Error(t, err)
+		require.EqualValues(t, 2, src.calls.Load())
+		time.Sleep(time.Millisecond)
+		src.err.Store(nil)
+		v, err := caches[2].Get(ctx, "k", src.load)
+		require.NoError(t, err)
+		require.Equal(t, "v", v)
+		require.EqualValues(t, 3, src.calls.Load())
 	})
 }
 

@@ -51,7 +51,7 @@ func (c *Cache[V]) refreshInBackground(ctx context.Context, key string, p *Polic
 		c.stats.Add(statStaleServed)
 		c.hooks.staleServed(key, time.Duration(now-h.FreshUntil))
 	}
-	if !c.refreshes.begin(key) {
+	if _, failing := c.failures.active(key, now); failing || !c.refreshes.begin(key) {
 		return
 	}
 	pol := *p

@@ -1,0 +1,76 @@
+package stampede
+
+import (
+	"time"
+
+	"github.com/maypok86/otter/v2"
+)
+
+const (
+	// backoffBase is the back-off after a key's first failed load; each further failure in a
+	// row doubles it, up to backoffMax. The actual wait is drawn in [d/2, d).
+	backoffBase = 100 * time.Millisecond
+	backoffMax  = 5 * time.Second
+	// maxFailures bounds how many failing keys are remembered.
+	maxFailures = 10_000
+)
+
+// failures remembers the keys whose last load failed, in this instance or (through the Failed
+// message) in another, so that the next attempt waits a short, jittered back-off instead of
+// every caller retrying the source at once. Meanwhile callers get the stale value if their
+// policy allows (stale-if-error) or the error.
+type failures struct {
+	cache *otter.Cache[string, failure]
+}
+
+type failure struct {
+	err    error
+	streak int   // failures in a row
+	until  int64 // Unix nanoseconds; no load before
+	keep   time.Duration
+}
+
+func newFailures() (*failures, error) {
+	c, err := otter.New(&otter.Options[string, failure]{
+		MaximumSize: maxFailures,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, failure]) time.Duration {
+			return e.Value.keep
+		}),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &failures{cache: c}, nil
+}
+
+// record notes a failed load of key at now; rand is uniform in [0, 1).
+func (f *failures) record(key string, err error, now int64, rand float64) {
+	f.cache.Compute(key, func(old failure, found bool) (failure, otter.ComputeOp) {
+		streak := 1
+		if found {
+			streak = old.streak + 1
+		}
+		d := min(backoffBase<<min(streak-1, 16), backoffMax)
+		d = d/2 + time.Duration(float64(d/2)*rand)
+		// The entry outlives the back-off, so that a failure soon after it ends doubles it.
+		return failure{err: err, streak: streak, until: now + int64(d), keep: d + backoffMax}, otter.WriteOp
+	})
+}
+
+// active returns the error of key's last failure while its back-off lasts.
+func (f *failures) active(key string, now int64) (error, bool) {
+	e, ok := f.cache.GetIfPresent(key)
+	if !ok || now >= e.until {
+		return nil, false
+	}
+	return e.err, true
+}
+
+// clear forgets key's failures once it loaded.
+func (f *failures) clear(key string) {
+	f.cache.Invalidate(key)
+}
+
+func (f *failures) close() {
+	f.cache.StopAllGoroutines()
+}
