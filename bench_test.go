@@ -137,3 +137,23 @@ func BenchmarkMissAndLoad(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkL1HitNoHotKeys is BenchmarkL1Hit with hot-key detection off: the difference is the
+// detector's cost on the hit path.
+func BenchmarkL1HitNoHotKeys(b *testing.B) {
+	c := benchCache(b, redistest.Client(b, redistest.Mini(b)), stampede.WithoutHotKeys())
+	ctx := context.Background()
+	for range 2 {
+		if _, err := c.Get(ctx, "user:42", loadProfile); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Get(ctx, "user:42", loadProfile); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -57,7 +57,8 @@ type Cache[V any] struct {
 	hooks         Hooks
 	log           *slog.Logger
 
-	l1        *l1[V] // nil when no key may use it
+	l1        *l1[V]   // nil when no key may use it
+	hot       *hotKeys // nil when detection is off
 	failures  *failures
 	reads     *reads
 	flights   singleflight.Group
@@ -112,6 +113,9 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		instance:      hex.EncodeToString(id[:]) + ":",
 		rand:          mrand.Float64,
 	}
+	if !cfg.hotKeysOff {
+		c.hot = newHotKeys(cfg.hotKeys.withDefaults(cfg.l1TTL))
+	}
 	f, err := newFailures()
 	if err != nil {
 		return nil, fmt.Errorf("stampede: %w", err)
@@ -145,6 +149,9 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		c.hooks.redisError("subscribe", "", err)
 	}
 	c.life.goTracked(func() { c.notify.run(c.life.ctx, first) })
+	if c.hot != nil {
+		c.life.goTracked(c.watchHotKeys)
+	}
 	return c, nil
 }
 
@@ -168,10 +175,13 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V], opts ...
 	if err != nil {
 		return zero, err
 	}
+	if c.hot != nil {
+		c.hot.detector.Observe(key)
+	}
 	var obs observation[V]
-	if c.l1 != nil && !p.SkipL1 {
+	if c.useL1(key, &p) {
 		if e, now, ok := c.l1.get(key); ok {
-			switch c.judge(&e.h, now, &p) {
+			switch c.judge(&e.h, now, &p, e.promoted) {
 			case serve:
 				c.stats.Add(statL1Hits)
 				return e.result()
@@ -189,10 +199,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V], opts ...
 
 // getL2 is Get after the L1: one GET, and a flight if what it read cannot be served.
 func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) (V, error) {
-	useL1 := c.l1 != nil && !p.SkipL1
-	if useL1 {
-		obs.epoch = c.l1.epoch(key)
-	}
+	obs.epoch = c.epoch(key)
 	raw, err := c.reads.do(ctx, key, func() ([]byte, error) { return c.redisGet(ctx, key) })
 	switch {
 	case err != nil:
@@ -205,12 +212,10 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 		obs.seen = seenGen(raw)
 		if e, ok := c.decode(key, raw); ok {
 			now := time.Now().UnixNano()
-			switch v := c.judge(&e.h, now, p); v {
+			switch v := c.judge(&e.h, now, p, c.hot.isPromoted(key)); v {
 			case serve, serveAndRefresh:
 				c.stats.Add(statL2Hits)
-				if useL1 {
-					c.l1.store(key, e.value, e.h, now, c.keepUntil(&e.h, p), obs.epoch)
-				}
+				c.keep(key, e.value, e.h, now, p, obs.epoch)
 				if v == serveAndRefresh {
 					c.refreshInBackground(ctx, key, p, load, &e.h, now)
 				}
@@ -297,8 +302,8 @@ func (c *Cache[V]) flight(ctx context.Context, key string, p *Policy, load Loade
 func (c *Cache[V]) fetch(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) result[V] {
 	// A flight that ended between this caller's look at the L1 and the start of this one may
 	// have filled the L1: use that rather than load again.
-	if c.l1 != nil && !p.SkipL1 {
-		if e, now, ok := c.l1.get(key); ok && c.judge(&e.h, now, p) == serve {
+	if c.useL1(key, p) {
+		if e, now, ok := c.l1.get(key); ok && c.judge(&e.h, now, p, e.promoted) == serve {
 			v, err := e.result()
 			return result[V]{value: v, err: err}
 		}
@@ -330,6 +335,29 @@ func (c *Cache[V]) decode(key string, raw []byte) (l1Entry[V], bool) {
 // changed: the generation of an envelope, whatever stands there in anything else.
 func seenGen(raw []byte) []byte {
 	return raw[min(envelope.GenOffset, len(raw)):min(envelope.GenOffset+8, len(raw))]
+}
+
+// useL1 reports whether a call for key under p uses the L1: its policy does, or the key is hot
+// and promoted.
+func (c *Cache[V]) useL1(key string, p *Policy) bool {
+	return c.l1 != nil && (!p.SkipL1 || c.hot.isPromoted(key))
+}
+
+// keep stores what was read or written for key in the L1, if the key uses it, for as long as
+// p may serve it (and the L1 TTL allows); epoch is the L1 epoch noted before the read or write.
+func (c *Cache[V]) keep(key string, v V, h envelope.Header, now int64, p *Policy, epoch uint64) {
+	if c.l1 == nil {
+		return
+	}
+	promoted := c.hot.isPromoted(key)
+	if p.SkipL1 && !promoted {
+		return
+	}
+	ttl := c.l1.ttl
+	if promoted {
+		ttl = c.hot.cfg.PromotedL1TTL
+	}
+	c.l1.store(key, l1Entry[V]{value: v, h: h, promoted: promoted}, now, c.keepUntil(&h, p), epoch, ttl)
 }
 
 // keepUntil is when an entry stops being of any use under p (Unix nanoseconds).

@@ -22,11 +22,16 @@ const (
 	useless
 )
 
-// judge decides what to do with an entry at now (Unix nanoseconds) under policy p.
-func (c *Cache[V]) judge(h *envelope.Header, now int64, p *Policy) verdict {
+// judge decides what to do with an entry at now (Unix nanoseconds) under policy p. A promoted
+// hot key is refreshed early more eagerly, even if its policy does not refresh early.
+func (c *Cache[V]) judge(h *envelope.Header, now int64, p *Policy, promoted bool) verdict {
+	beta := p.EarlyRefresh
+	if promoted {
+		beta = max(2*beta, 1)
+	}
 	switch {
 	case h.Fresh(now):
-		if p.EarlyRefresh > 0 && c.refreshEarly(h, now, p.EarlyRefresh) {
+		if beta > 0 && c.refreshEarly(h, now, beta) {
 			return serveAndRefresh
 		}
 		return serve

@@ -15,9 +15,10 @@ import (
 // l1Entry is a value in the in-process cache, with the metadata of the envelope it came from,
 // so that an L1 hit decides freshness and early refresh as an L2 hit does.
 type l1Entry[V any] struct {
-	value V
-	h     envelope.Header
-	keep  time.Duration // how long otter keeps the entry after it is written
+	value    V
+	h        envelope.Header
+	keep     time.Duration // how long otter keeps the entry after it is written
+	promoted bool          // a hot key's entry: refreshed early more eagerly
 }
 
 // l1Stripes is the number of eviction epochs; a power of two.
@@ -32,7 +33,7 @@ const l1Stripes = 256
 // after the store and removes it, or the reader sees the new epoch and removes its own store.
 type l1[V any] struct {
 	cache  *otter.Cache[string, l1Entry[V]]
-	ttl    time.Duration
+	ttl    time.Duration // for entries of keys that are not promoted
 	seed   maphash.Seed
 	epochs [l1Stripes]atomic.Uint64
 }
@@ -66,13 +67,14 @@ func (l *l1[V]) epoch(key string) uint64 {
 	return l.stripe(key).Load()
 }
 
-// store keeps value for key until min(L1 TTL, until) (Unix nanoseconds), unless an eviction of
-// its stripe came after epoch was noted, or the L1 holds a newer generation of the key.
-func (l *l1[V]) store(key string, value V, h envelope.Header, now, until int64, epoch uint64) {
-	keep := min(l.ttl, time.Duration(until-now))
-	if keep <= 0 {
+// store keeps e for key until min(ttl, until) (Unix nanoseconds), unless an eviction of its
+// stripe came after epoch was noted, or the L1 holds a newer generation of the key.
+func (l *l1[V]) store(key string, e l1Entry[V], now, until int64, epoch uint64, ttl time.Duration) {
+	e.keep = min(ttl, time.Duration(until-now))
+	if e.keep <= 0 {
 		return
 	}
+	h := e.h
 	s := l.stripe(key)
 	if s.Load() != epoch {
 		return
@@ -81,7 +83,7 @@ func (l *l1[V]) store(key string, value V, h envelope.Header, now, until int64, 
 		if found && h.Gen != 0 && old.h.Gen > h.Gen {
 			return old, otter.CancelOp
 		}
-		return l1Entry[V]{value: value, h: h, keep: keep}, otter.WriteOp
+		return e, otter.WriteOp
 	})
 	if s.Load() != epoch {
 		l.remove(key, h.Gen+1)

@@ -98,11 +98,9 @@ func (c *Cache[V]) adopt(ctx context.Context, key string, raw []byte, p *Policy,
 		return result[V]{}, false
 	}
 	now := time.Now().UnixNano()
-	switch v := c.judge(&e.h, now, p); v {
+	switch v := c.judge(&e.h, now, p, c.hot.isPromoted(key)); v {
 	case serve, serveAndRefresh:
-		if c.l1 != nil && !p.SkipL1 {
-			c.l1.store(key, e.value, e.h, now, c.keepUntil(&e.h, p), obs.epoch)
-		}
+		c.keep(key, e.value, e.h, now, p, obs.epoch)
 		if v == serveAndRefresh {
 			c.refreshInBackground(ctx, key, p, load, &e.h, now)
 		}
@@ -246,9 +244,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 	default:
 		h.Gen = gen
 	}
-	if c.l1 != nil && !p.SkipL1 {
-		c.l1.store(key, v, h, h.WrittenAt, c.keepUntil(&h, p), obs.epoch)
-	}
+	c.keep(key, v, h, h.WrittenAt, p, obs.epoch)
 }
 
 // release gives up the lease after a failed load and tells the waiters why.
@@ -274,19 +270,16 @@ func (c *Cache[V]) release(ctx context.Context, k scripts.Keys, token, key strin
 func (c *Cache[V]) loadAlone(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) result[V] {
 	v, took, err := c.callLoader(ctx, key, load)
 	now := time.Now()
-	useL1 := c.l1 != nil && !p.SkipL1
 	switch {
 	case err == nil:
-		if useL1 {
-			h, _ := c.header(now, p.TTL, took, 0)
-			c.l1.store(key, v, h, h.WrittenAt, c.keepUntil(&h, p), obs.epoch)
-		}
+		h, _ := c.header(now, p.TTL, took, 0)
+		c.keep(key, v, h, h.WrittenAt, p, obs.epoch)
 		return result[V]{value: v}
 	case errors.Is(err, ErrNotFound):
-		if useL1 && p.NegativeTTL > 0 {
+		if p.NegativeTTL > 0 {
 			h, _ := c.header(now, p.NegativeTTL, took, envelope.FlagNegative)
 			var zero V
-			c.l1.store(key, zero, h, h.WrittenAt, c.keepUntil(&h, p), obs.epoch)
+			c.keep(key, zero, h, h.WrittenAt, p, obs.epoch)
 		}
 		return result[V]{err: err}
 	}

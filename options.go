@@ -274,6 +274,8 @@ type config struct {
 	hooks          Hooks
 	logger         *slog.Logger
 	refreshWorkers int
+	hotKeys        HotKeys
+	hotKeysOff     bool
 }
 
 func defaultConfig() config {
@@ -316,6 +318,9 @@ func (c *config) validate() error {
 	check(c.maxValueBytes <= 0, "WithMaxValueBytes(%d): must be positive", c.maxValueBytes)
 	check(c.logger == nil, "WithLogger: nil logger")
 	check(c.refreshWorkers <= 0, "WithRefreshWorkers(%d): must be positive", c.refreshWorkers)
+	h := c.hotKeys
+	check(!(h.Threshold >= 0) || math.IsInf(h.Threshold, 0) || h.Window < 0 || h.TopK < 0 || h.SampleRate < 0 || h.PromotedL1TTL < 0,
+		"WithHotKeys(%+v): fields must be finite and not negative", h)
 	if c.policyFuncSet {
 		check(c.policyFunc == nil, "WithPolicy: nil function")
 		for _, f := range c.policyFields {
@@ -330,7 +335,7 @@ func (c *config) validate() error {
 
 // usesL1 reports whether any key may use the L1.
 func (c *config) usesL1() bool {
-	return c.policyFunc != nil || !c.policy.SkipL1
+	return c.policyFunc != nil || !c.policy.SkipL1 || !c.hotKeysOff && c.hotKeys.Promote
 }
 
 // genTTL is how long a fence outlives its last write: longer than any load that read it can

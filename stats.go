@@ -27,6 +27,8 @@ type Stats struct {
 	// FencedLoads counts loads whose value was not written because a write (Set, Invalidate,
 	// Delete, Refresh or another load) came after the load began.
 	FencedLoads uint64
+	// HotKeys counts hot-key reports: one per hot key per detection window.
+	HotKeys uint64
 }
 
 // The counters, in the order of their stripes.
@@ -41,6 +43,7 @@ const (
 	statStaleServed
 	statRedisErrors
 	statFencedLoads
+	statHotKeys
 	numStats
 )
 
@@ -58,5 +61,6 @@ func (c *Cache[V]) Stats() Stats {
 		StaleServed:    n(statStaleServed),
 		RedisErrors:    n(statRedisErrors),
 		FencedLoads:    n(statFencedLoads),
+		HotKeys:        n(statHotKeys),
 	}
 }

@@ -33,9 +33,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) 
 		return c.writeFailed("set", key, err)
 	}
 	h.Gen = gen
-	if c.l1 != nil && !p.SkipL1 {
-		c.l1.store(key, v, h, h.WrittenAt, c.keepUntil(&h, &p), epoch)
-	}
+	c.keep(key, v, h, h.WrittenAt, &p, epoch)
 	return nil
 }
 
