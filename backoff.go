@@ -43,9 +43,14 @@ func newFailures() (*failures, error) {
 	return &failures{cache: c}, nil
 }
 
-// record notes a failed load of key at now; rand is uniform in [0, 1).
-func (f *failures) record(key string, err error, now int64, rand float64) {
+// record notes a failed load of key at now; rand is uniform in [0, 1). A failure reported by
+// another instance (remote) only starts a back-off where none is running: the instance that
+// failed hears its own report too, and it must not replace the error or double the back-off.
+func (f *failures) record(key string, err error, now int64, rand float64, remote bool) {
 	f.cache.Compute(key, func(old failure, found bool) (failure, otter.ComputeOp) {
+		if remote && found && now < old.until {
+			return old, otter.CancelOp
+		}
 		streak := 1
 		if found {
 			streak = old.streak + 1

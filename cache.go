@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/stampede-cache/stampede/internal/envelope"
+	"github.com/stampede-cache/stampede/internal/flight"
 	"github.com/stampede-cache/stampede/internal/scripts"
 	"github.com/stampede-cache/stampede/internal/stripe"
 )
@@ -60,8 +60,8 @@ type Cache[V any] struct {
 	l1        *l1[V]   // nil when no key may use it
 	hot       *hotKeys // nil when detection is off
 	failures  *failures
-	reads     *reads
-	flights   singleflight.Group
+	reads     *flight.Group[readResult] // one GET of a key at a time in this instance
+	flights   *flight.Group[result[V]]  // one load (or lease wait) of a key at a time
 	notify    notifier
 	refreshes refreshes
 	life      *lifecycle
@@ -106,13 +106,14 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		maxValueBytes: cfg.maxValueBytes,
 		hooks:         cfg.hooks,
 		log:           cfg.logger,
-		refreshes:     refreshes{limit: cfg.refreshWorkers},
-		reads:         newReads(),
+		refreshes:     newRefreshes(cfg.refreshWorkers),
 		life:          newLifecycle(),
 		stats:         stripe.New(numStats),
 		instance:      hex.EncodeToString(id[:]) + ":",
 		rand:          mrand.Float64,
 	}
+	c.reads = flight.New(c.life.goTracked, readResult{err: ErrClosed})
+	c.flights = flight.New(c.life.goTracked, result[V]{err: ErrClosed})
 	if !cfg.hotKeysOff {
 		c.hot = newHotKeys(cfg.hotKeys.withDefaults(cfg.l1TTL))
 	}
@@ -200,7 +201,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V], opts ...
 // getL2 is Get after the L1: one GET, and a flight if what it read cannot be served.
 func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) (V, error) {
 	obs.epoch = c.epoch(key)
-	raw, err := c.reads.do(ctx, key, func() ([]byte, error) { return c.redisGet(ctx, key) })
+	raw, err := c.read(ctx, key)
 	switch {
 	case err != nil:
 		if ctx.Err() != nil {
@@ -235,6 +236,33 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 	return r.value, r.err
 }
 
+// readResult is the reply to a GET of a key's envelope.
+type readResult struct {
+	raw []byte
+	err error
+}
+
+// read returns the envelope of key, from a GET that began after this call did. Concurrent
+// callers of a key share GETs: the first reads on its own goroutine, and the callers that
+// arrive while it reads share the next GET, which starts when it ends.
+func (c *Cache[V]) read(ctx context.Context, key string) ([]byte, error) {
+	if l, ok := c.reads.Lead(key); ok {
+		raw, err := c.redisGet(ctx, key)
+		c.reads.End(l)
+		return raw, err
+	}
+	// This read serves other callers too: it must not end with this caller's ctx.
+	detached := context.WithoutCancel(ctx)
+	r, err := c.reads.Board(ctx, key, func() readResult {
+		raw, err := c.redisGet(detached, key)
+		return readResult{raw, err}
+	}, true)
+	if err != nil {
+		return nil, err
+	}
+	return r.raw, r.err
+}
+
 // observation is what a caller found before it started a flight.
 type observation[V any] struct {
 	seen      []byte      // generation bytes of the envelope read from Redis, nil if none
@@ -262,39 +290,32 @@ func (e *l1Entry[V]) result() (V, error) {
 	return e.value, nil
 }
 
-// flight runs fetch once per key at a time in this instance; every caller shares its result,
-// and each stops waiting when its own ctx ends.
+// flight runs fetch once per key at a time in this instance, on a goroutine of its own, and
+// shares its result with the callers that were waiting when it started; callers that arrive
+// while it runs share the next one. Each caller stops waiting when its own ctx ends; the flight
+// goes on for the others.
 func (c *Cache[V]) flight(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) result[V] {
 	pol := *p
-	ch := c.flights.DoChan(key, func() (_ any, err error) {
-		if !c.life.enter() {
-			return result[V]{err: ErrClosed}, nil
-		}
-		defer c.life.leave()
+	r, err := c.flights.Board(ctx, key, func() (r result[V]) {
 		defer func() {
 			// The loader's panics are recovered where it is called; this guards the rest, as a
-			// panic here would otherwise crash the process from singleflight's goroutine.
-			if r := recover(); r != nil {
-				err = &PanicError{Value: r, Stack: stack()}
+			// panic here would crash the process from the flight's goroutine.
+			if p := recover(); p != nil {
+				r = result[V]{err: &PanicError{Value: p, Stack: stack()}}
 			}
 		}()
 		fctx, cancel := c.life.detach(ctx)
 		defer cancel()
-		r := c.fetch(fctx, key, &pol, load, obs)
+		r = c.fetch(fctx, key, &pol, load, obs)
 		if r.err != nil && c.life.closed.Load() {
 			r.err = ErrClosed // the load was cancelled by Close, not by a caller
 		}
-		return r, nil
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return result[V]{err: r.Err}
-		}
-		return r.Val.(result[V])
-	case <-ctx.Done():
-		return result[V]{err: ctx.Err()}
+		return r
+	}, false)
+	if err != nil {
+		return result[V]{err: err}
 	}
+	return r
 }
 
 // fetch is the body of a flight: it runs once per key at a time in this instance, for callers
@@ -307,6 +328,10 @@ func (c *Cache[V]) fetch(ctx context.Context, key string, p *Policy, load Loader
 			v, err := e.result()
 			return result[V]{value: v, err: err}
 		}
+	}
+	if err, ok := c.failures.active(key, time.Now().UnixNano()); ok {
+		// The previous flight's load failed moments ago: its back-off holds for this one too.
+		return c.failed(key, err, obs)
 	}
 	if obs.redisDown {
 		return c.loadAlone(ctx, key, p, load, obs)
@@ -437,7 +462,7 @@ func (c *Cache[V]) onMessage(m scripts.Message) {
 		}
 	case scripts.Failed:
 		if !m.NotFound {
-			c.failures.record(m.Key, &remoteError{msg: m.Err}, time.Now().UnixNano(), c.rand())
+			c.failures.record(m.Key, &remoteError{msg: m.Err}, time.Now().UnixNano(), c.rand(), true)
 		}
 	}
 }

@@ -220,7 +220,7 @@ func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token
 	if errors.Is(loadErr, ErrNotFound) {
 		return result[V]{err: loadErr}
 	}
-	c.failures.record(key, loadErr, now.UnixNano(), c.rand())
+	c.failures.record(key, loadErr, now.UnixNano(), c.rand(), false)
 	return c.failed(key, loadErr, obs)
 }
 
@@ -283,7 +283,7 @@ func (c *Cache[V]) loadAlone(ctx context.Context, key string, p *Policy, load Lo
 		}
 		return result[V]{err: err}
 	}
-	c.failures.record(key, err, now.UnixNano(), c.rand())
+	c.failures.record(key, err, now.UnixNano(), c.rand(), false)
 	return c.failed(key, err, obs)
 }
 

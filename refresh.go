@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/stampede-cache/stampede/internal/envelope"
 	"github.com/stampede-cache/stampede/internal/scripts"
 )
@@ -14,20 +16,21 @@ import (
 // all. A refresh due while its key is refreshing, or while all slots are busy, is skipped; the
 // next read of the key triggers it again.
 type refreshes struct {
-	limit int
+	slots *semaphore.Weighted
 
 	mu      sync.Mutex
 	running map[string]struct{} // guarded by mu
 }
 
+func newRefreshes(limit int) refreshes {
+	return refreshes{slots: semaphore.NewWeighted(int64(limit)), running: make(map[string]struct{})}
+}
+
 func (r *refreshes) begin(key string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.running[key]; ok || len(r.running) >= r.limit {
+	if _, ok := r.running[key]; ok || !r.slots.TryAcquire(1) {
 		return false
-	}
-	if r.running == nil {
-		r.running = make(map[string]struct{})
 	}
 	r.running[key] = struct{}{}
 	return true
@@ -37,6 +40,7 @@ func (r *refreshes) end(key string) {
 	r.mu.Lock()
 	delete(r.running, key)
 	r.mu.Unlock()
+	r.slots.Release(1)
 }
 
 // refreshInBackground is called when a caller is served an entry that is stale or due for early

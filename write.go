@@ -33,6 +33,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) 
 		return c.writeFailed("set", key, err)
 	}
 	h.Gen = gen
+	c.failures.clear(key)
 	c.keep(key, v, h, h.WrittenAt, &p, epoch)
 	return nil
 }
