@@ -1,0 +1,36 @@
+// Package stampedeotel exports what a [stampede.Cache] does as OpenTelemetry metrics.
+//
+// A [Metrics] describes one cache, named by the value of its cache attribute. It records from
+// two sources, and an operator needs both:
+//
+//   - The cache's cumulative counters ([stampede.Stats]), observed at each collection through
+//     the function given to [Metrics.ObserveStats]: hits per layer, misses, loads, load errors,
+//     lease waits, early refreshes, stale values served, Redis errors, fenced loads and hot-key
+//     reports. These are the counts to compute hit ratios and rates from; they cost the cache
+//     nothing per request.
+//   - The cache's [stampede.Hooks], returned by [Metrics.Hooks]: load latency by outcome, lease
+//     wait time, the age of stale values served, Redis errors by operation, and which keys are
+//     hot at what rate.
+//
+// Because the hooks must be given to [stampede.New] and the cache's Stats method exists only
+// afterwards, setting up takes three steps:
+//
+//	m, err := stampedeotel.New(meterProvider, "users", stampedeotel.Options{})
+//	if err != nil { ... }
+//	c, err := stampede.New[User](rdb, stampede.WithHooks(m.Wrap(myHooks)))
+//	if err != nil { ... }
+//	m.ObserveStats(c.Stats)
+//
+// The instruments belong to the meter named [ScopeName]; their names start with "stampede."
+// and every measurement carries a cache attribute. The OpenTelemetry Prometheus exporter, with
+// its default translation of names, gives them the names of the Prometheus adapter (package
+// github.com/stampede-cache/stampede/contrib/prometheus): stampede.load.duration, in seconds,
+// becomes stampede_load_duration_seconds, the counter stampede.hits becomes
+// stampede_hits_total, the gauge stampede.hot_key.requests, in {request}/s, becomes
+// stampede_hot_key_requests_per_second. So the PromQL of docs/operations.md in the stampede
+// repository applies to both adapters.
+//
+// Attribute cardinality is bounded: the only attribute that takes the value of a key is the
+// key attribute of stampede.hot_key.requests, which holds at most [Options.MaxHotKeys] keys,
+// each for [Options.HotKeyTTL] after it was last reported hot.
+package stampedeotel
