@@ -1,0 +1,178 @@
+// Command incident replays the incident that stampede exists to prevent, and measures what each
+// way of caching does to the database.
+//
+// A write path updates a celebrity's profile and invalidates its cache entry; a viral post then
+// sends K service instances R requests a second for that profile, while other profiles get their
+// usual traffic. The replay runs the incident once per strategy, one after another on the same
+// machine: the incident's own code (naive), the usual lock-and-poll fix (lock-poll), and the
+// library's Singleflight, Lease, and recommended configuration. It prints, per strategy, the
+// database queries, request latencies, errors and hit ratio, and draws the queries over time.
+//
+// With no flags it needs nothing installed: Redis is miniredis, in process, and the database
+// is a model with a fixed connection pool and a fixed query latency. With -redis and -postgres
+// (or REDIS_URL and DATABASE_URL) it uses a real Redis and a real PostgreSQL table, whose query
+// cost is pg_sleep.
+//
+//	go run .
+//	go run . -redis 127.0.0.1:6379 -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
+//	go run . -instances 16 -rate 5000 -latency 100ms -json
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+)
+
+// config is the replay's settings, set by the flags.
+type config struct {
+	Instances  int           // simulated service instances, each with its own cache and Redis client
+	Rate       float64       // hot-key requests per second, all instances together
+	Duration   time.Duration // of the burst
+	BurstAfter time.Duration // from the update to the burst
+	Lead       time.Duration // background traffic before the update
+	Tail       time.Duration // background traffic after the burst
+	Background float64       // requests per second on the other keys
+	Keys       int           // profiles, the hot one included
+	Latency    time.Duration // of one database query
+	Pool       int           // database connections
+	Timeout    time.Duration // of one request
+	TTL        time.Duration // of a cached profile
+	Stale      time.Duration // stale-while-revalidate and stale-if-error window of the recommended configuration
+
+	Strategies string // comma-separated slugs, or all
+	Redis      string // address or redis:// URL; empty: embedded
+	Postgres   string // connection URL; empty: embedded model
+	Table      string // PostgreSQL table, created and seeded by the program
+	Chart      string // file the chart is written to; empty: none
+	JSON       bool   // print JSON rather than a table
+}
+
+// parseFlags reads the command line into a config.
+func parseFlags(args []string) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("incident", flag.ContinueOnError)
+	fs.IntVar(&c.Instances, "instances", 8, "simulated service instances `K`, each with its own cache and Redis client")
+	fs.Float64Var(&c.Rate, "rate", 3000, "hot-key requests per second `R`, all instances together")
+	fs.DurationVar(&c.Duration, "duration", 2*time.Second, "length `T` of the viral burst")
+	fs.DurationVar(&c.BurstAfter, "burst-after", 0, "time from the profile update to the burst")
+	fs.DurationVar(&c.Lead, "lead", 500*time.Millisecond, "background traffic before the update")
+	fs.DurationVar(&c.Tail, "tail", 500*time.Millisecond, "background traffic after the burst")
+	fs.Float64Var(&c.Background, "background", 500, "requests per second on the other keys")
+	fs.IntVar(&c.Keys, "keys", 1000, "profiles, the hot one included")
+	fs.DurationVar(&c.Latency, "latency", 50*time.Millisecond, "latency of one database query")
+	fs.IntVar(&c.Pool, "pool", 20, "database connections")
+	fs.DurationVar(&c.Timeout, "timeout", 250*time.Millisecond, "deadline of one request")
+	fs.DurationVar(&c.TTL, "ttl", time.Minute, "time to live of a cached profile")
+	fs.DurationVar(&c.Stale, "stale", 10*time.Second, "stale-while-revalidate and stale-if-error window of the recommended configuration")
+	fs.StringVar(&c.Strategies, "strategies", "all", "strategies to run, comma-separated: naive, lock-poll, singleflight, lease, recommended")
+	fs.StringVar(&c.Redis, "redis", os.Getenv("REDIS_URL"), "Redis `address` or redis:// URL (default $REDIS_URL; empty: embedded miniredis)")
+	fs.StringVar(&c.Postgres, "postgres", os.Getenv("DATABASE_URL"), "PostgreSQL `URL` (default $DATABASE_URL; empty: embedded database model)")
+	fs.StringVar(&c.Table, "table", "incident_profiles", "PostgreSQL table the program creates and seeds (name must start with incident_)")
+	fs.StringVar(&c.Chart, "chart", "incident.svg", "`file` the chart is written to (.svg, .png or .pdf); empty: no chart")
+	fs.BoolVar(&c.JSON, "json", false, "print the results as JSON instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, c.validate()
+}
+
+func (c *config) validate() error {
+	var errs []error
+	check := func(bad bool, msg string) {
+		if bad {
+			errs = append(errs, errors.New(msg))
+		}
+	}
+	check(c.Instances < 1, "-instances must be at least 1")
+	check(!(c.Rate > 0), "-rate must be positive")
+	check(c.Duration <= 0, "-duration must be positive")
+	check(c.BurstAfter < 0 || c.Lead < 0 || c.Tail < 0, "-burst-after, -lead and -tail may not be negative")
+	check(c.Background < 0, "-background may not be negative")
+	check(c.Keys < 2, "-keys must be at least 2: the hot key and another")
+	check(c.Latency <= 0, "-latency must be positive")
+	check(c.Pool < 1, "-pool must be at least 1")
+	check(c.Timeout <= 0, "-timeout must be positive")
+	check(c.TTL <= 0, "-ttl must be positive")
+	check(c.Stale < 0, "-stale may not be negative")
+	_, err := pickStrategies(c.Strategies)
+	errs = append(errs, err)
+	return errors.Join(errs...)
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "incident:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout, newProgress(os.Stderr)); err != nil {
+		fmt.Fprintln(os.Stderr, "incident:", err)
+		os.Exit(1)
+	}
+}
+
+// run replays the incident with every strategy cfg names, and prints and draws the results.
+func run(ctx context.Context, cfg *config, out io.Writer, prog *progress) error {
+	rep, err := replayAll(ctx, cfg, prog)
+	if err != nil {
+		return err
+	}
+	if cfg.JSON {
+		err = rep.writeJSON(out)
+	} else {
+		rep.writeTable(out)
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.Chart != "" {
+		if err := rep.writeChart(cfg.Chart, cfg); err != nil {
+			return fmt.Errorf("chart: %w", err)
+		}
+		if !cfg.JSON {
+			fmt.Fprintf(out, "\nChart of the database queries over time: %s\n", cfg.Chart)
+		}
+	}
+	return nil
+}
+
+// replayAll opens the backends and replays the incident with each strategy in turn.
+func replayAll(ctx context.Context, cfg *config, prog *progress) (*report, error) {
+	list, err := pickStrategies(cfg.Strategies)
+	if err != nil {
+		return nil, err
+	}
+	b, err := openBackends(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer b.close()
+	rep := &report{Backends: b.describe(), Parameters: cfg.parameters()}
+	prog.done(fmt.Sprintf("Redis: %s; database: %s", rep.Backends.Redis, rep.Backends.Database))
+	for i, s := range list {
+		prefix := fmt.Sprintf("[%d/%d] %-31s", i+1, len(list), s.Name)
+		prog.show(prefix + " warming up")
+		r, err := replay(ctx, cfg, b, s, func(status string) { prog.show(prefix + " " + status) })
+		if err != nil {
+			prog.done("")
+			return nil, err
+		}
+		prog.done(fmt.Sprintf("%s done: %s, p99 %v, %d timeouts", prefix, queries(r.Queries), r.P99, r.Timeouts))
+		rep.Results = append(rep.Results, r)
+	}
+	return rep, nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// bin is the width of the intervals the report counts queries in.
+const bin = 100 * time.Millisecond
+
+// report is what a run measured: one result per strategy.
+type report struct {
+	Backends   backendInfo `json:"backends"`
+	Parameters parameters  `json:"parameters"`
+	Results    []*result   `json:"results"`
+}
+
+// parameters are the run's settings, as the report states them.
+type parameters struct {
+	Instances   int     `json:"instances"`
+	Rate        float64 `json:"hot_key_requests_per_second"`
+	Burst       string  `json:"burst"`
+	BurstAfter  string  `json:"burst_after_update"`
+	Latency     string  `json:"query_latency"`
+	Pool        int     `json:"database_connections"`
+	Keys        int     `json:"keys"`
+	Background  float64 `json:"background_requests_per_second"`
+	Timeout     string  `json:"request_timeout"`
+	TTL         string  `json:"ttl"`
+	StaleWindow string  `json:"stale_window"`
+}
+
+func (c *config) parameters() parameters {
+	return parameters{
+		Instances: c.Instances, Rate: c.Rate, Burst: c.Duration.String(), BurstAfter: c.BurstAfter.String(),
+		Latency: c.Latency.String(), Pool: c.Pool, Keys: c.Keys, Background: c.Background,
+		Timeout: c.Timeout.String(), TTL: c.TTL.String(), StaleWindow: c.Stale.String(),
+	}
+}
+
+// result is what one strategy's replay measured. Latencies are of every request, hot key and
+// background; the Hot ones of the hot key's only.
+type result struct {
+	Strategy     string `json:"strategy"`
+	Baseline     bool   `json:"baseline"`
+	Invalidation string `json:"write_path"`
+
+	Requests    int `json:"requests"`
+	HotRequests int `json:"hot_key_requests"`
+	// Queries counts the lookups the database ran, HotQueries those of the hot key, and
+	// PeakQueries the most that began in one 100 ms interval.
+	Queries     int `json:"queries"`
+	HotQueries  int `json:"hot_key_queries"`
+	PeakQueries int `json:"peak_queries_per_100ms"`
+
+	P50    millis `json:"p50_ms"`
+	P99    millis `json:"p99_ms"`
+	Max    millis `json:"max_ms"`
+	HotP50 millis `json:"hot_key_p50_ms"`
+	HotP99 millis `json:"hot_key_p99_ms"`
+	HotMax millis `json:"hot_key_max_ms"`
+
+	Errors   int `json:"errors"`
+	Timeouts int `json:"timeouts"`
+	// Stale counts the hot-key requests begun after the write path returned that got the old
+	// profile, and StaleFor is how long after it the last of them began.
+	Stale    int    `json:"stale_responses"`
+	StaleFor millis `json:"stale_for_ms"`
+	// Hits and Misses count requests answered from the cache and requests that were not (that
+	// queried the database or waited for a query).
+	Hits     uint64  `json:"hits"`
+	Misses   uint64  `json:"misses"`
+	HitRatio float64 `json:"hit_ratio"`
+	// RedisErrors counts the Redis calls that failed inside the library, which answers its
+	// callers anyway (the baselines return such errors, and they count among Errors).
+	RedisErrors uint64 `json:"redis_errors"`
+
+	// Series counts the queries that began in each 100 ms interval, the first beginning at
+	// SeriesStart seconds from the update (negative: before it).
+	Series      []int   `json:"queries_per_100ms"`
+	SeriesStart float64 `json:"series_start_s"`
+}
+
+// millis is a duration that JSON shows in milliseconds.
+type millis time.Duration
+
+func (m millis) MarshalJSON() ([]byte, error) {
+	return strconv.AppendFloat(nil, float64(m)/float64(time.Millisecond), 'f', 3, 64), nil
+}
+
+func (m *millis) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	*m = millis(f * float64(time.Millisecond))
+	return err
+}
+
+// String is the duration with about three significant digits.
+func (m millis) String() string {
+	d := time.Duration(m)
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(d)/1e3)
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	case d < time.Second:
+		return fmt.Sprintf("%.0fms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+// summarize turns what a replay recorded into its result.
+func summarize(s strategy, cfg *config, tl timeline, upd update, samples []sample, queries []query, c counts) *result {
+	r := &result{Strategy: s.Name, Baseline: s.Baseline, Invalidation: s.Invalidation, Hits: c.hits, Misses: c.misses, RedisErrors: c.redisErrors}
+	if n := c.hits + c.misses; n > 0 {
+		r.HitRatio = float64(c.hits) / float64(n)
+	}
+	var all, hot []time.Duration
+	var lastStale time.Time
+	for _, x := range samples {
+		r.Requests++
+		all = append(all, x.took)
+		switch x.outcome {
+		case timedOut:
+			r.Timeouts++
+		case failed:
+			r.Errors++
+		}
+		if !x.hot {
+			continue
+		}
+		r.HotRequests++
+		hot = append(hot, x.took)
+		if x.outcome == ok && !x.at.Before(upd.done) && x.version < upd.version {
+			r.Stale++
+			lastStale = x.at
+		}
+	}
+	if r.Stale > 0 {
+		r.StaleFor = millis(lastStale.Sub(upd.done))
+	}
+	r.P50, r.P99, r.Max = percentiles(all)
+	r.HotP50, r.HotP99, r.HotMax = percentiles(hot)
+
+	first := int(math.Floor(float64(tl.start.Sub(tl.update)) / float64(bin)))
+	last := int(math.Floor(float64(tl.end.Sub(tl.update)) / float64(bin)))
+	for _, q := range queries {
+		if q.at.Before(tl.start) {
+			continue // warming up
+		}
+		r.Queries++
+		if q.hot {
+			r.HotQueries++
+		}
+		last = max(last, int(math.Floor(float64(q.at.Sub(tl.update))/float64(bin))))
+	}
+	r.Series = make([]int, last-first+1)
+	r.SeriesStart = float64(first) * bin.Seconds()
+	for _, q := range queries {
+		if !q.at.Before(tl.start) {
+			r.Series[int(math.Floor(float64(q.at.Sub(tl.update))/float64(bin)))-first]++
+		}
+	}
+	r.PeakQueries = slices.Max(r.Series)
+	return r
+}
+
+// percentiles returns the median, the 99th percentile (nearest rank) and the maximum of ds.
+func percentiles(ds []time.Duration) (p50, p99, worst millis) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(ds)
+	rank := func(p float64) millis {
+		return millis(ds[max(0, int(math.Ceil(p*float64(len(ds))))-1)])
+	}
+	return rank(0.50), rank(0.99), millis(ds[len(ds)-1])
+}
+
+// writeTable prints the report as a table, one row per strategy.
+func (rep *report) writeTable(w io.Writer) {
+	p := rep.Parameters
+	fmt.Fprintf(w, "\nIncident replay: %d instances; a profile update at t0, then %.0f req/s on %s for %s; "+
+		"%.0f req/s on %d other keys throughout.\n",
+		p.Instances, p.Rate, hotKey, p.Burst, p.Background, p.Keys-1)
+	fmt.Fprintf(w, "Query %s, %d database connections, request timeout %s, TTL %s.\n",
+		p.Latency, p.Pool, p.Timeout, p.TTL)
+	fmt.Fprintf(w, "Redis:    %s\nDatabase: %s\n\n", rep.Backends.Redis, rep.Backends.Database)
+	width := len("strategy")
+	for _, r := range rep.Results {
+		width = max(width, len(r.Strategy))
+	}
+	row := func(cells ...any) {
+		fmt.Fprintf(w, "%-*s  %-10s  %7v  %10v  %7v  %7v  %7v  %6v  %8v  %5v  %9v\n", append([]any{width}, cells...)...)
+	}
+	row("strategy", "write path", "queries", "peak/100ms", "p50", "p99", "max", "errors", "timeouts", "stale", "hit ratio")
+	for _, r := range rep.Results {
+		row(r.Strategy, r.Invalidation, r.Queries, r.PeakQueries, r.P50, r.P99, r.Max,
+			r.Errors, r.Timeouts, r.Stale, fmt.Sprintf("%.1f%%", 100*r.HitRatio))
+	}
+	for _, r := range rep.Results {
+		if r.RedisErrors > 0 {
+			fmt.Fprintf(w, "%s: %d Redis calls failed; the library answered its callers anyway.\n", r.Strategy, r.RedisErrors)
+		}
+	}
+}
+
+// writeJSON prints the report as JSON.
+func (rep *report) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
