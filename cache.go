@@ -134,7 +134,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		channel: c.channel,
 		timeout: cfg.redisTimeout,
 		log:     cfg.logger,
-		hooks:   &c.hooks,
+		failed:  c.redisFailed,
 		handle:  c.onMessage,
 		reset:   c.onSubscribed,
 	}
@@ -147,7 +147,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		c.log.Warn("stampede: cannot subscribe to the namespace's channel; until a subscription succeeds, "+
 			"waiters poll Redis and another instance's writes reach this L1 only when its entries expire (WithL1's TTL)",
 			"channel", c.channel, "err", err)
-		c.hooks.redisError("subscribe", "", err)
+		c.redisFailed("subscribe", "", err)
 	}
 	c.life.goTracked(func() { c.notify.run(c.life.ctx, first) })
 	if c.hot != nil {
@@ -227,12 +227,17 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 		}
 	}
 	c.stats.Add(statMisses)
+	var r result[V]
 	if err, ok := c.failures.active(key, time.Now().UnixNano()); ok {
 		// The key's last load failed moments ago: do not send every caller to the source.
-		r := c.failed(key, err, obs)
-		return r.value, r.err
+		r = c.failed(err, obs)
+	} else {
+		r = c.flight(ctx, key, p, load, obs)
 	}
-	r := c.flight(ctx, key, p, load, obs)
+	if r.stale != nil {
+		c.stats.Add(statStaleServed)
+		c.hooks.staleServed(key, time.Duration(time.Now().UnixNano()-r.stale.FreshUntil))
+	}
 	return r.value, r.err
 }
 
@@ -275,6 +280,7 @@ type observation[V any] struct {
 type result[V any] struct {
 	value V
 	err   error
+	stale *envelope.Header // set when value is a stale one served because a load failed
 }
 
 // escape returns a pointer to a copy of e, so that only the branch that needs a pointer to an
@@ -331,7 +337,7 @@ func (c *Cache[V]) fetch(ctx context.Context, key string, p *Policy, load Loader
 	}
 	if err, ok := c.failures.active(key, time.Now().UnixNano()); ok {
 		// The previous flight's load failed moments ago: its back-off holds for this one too.
-		return c.failed(key, err, obs)
+		return c.failed(err, obs)
 	}
 	if obs.redisDown {
 		return c.loadAlone(ctx, key, p, load, obs)
@@ -453,13 +459,17 @@ func (c *Cache[V]) policyFor(key string, opts []GetOption) (Policy, error) {
 // and a failed load elsewhere starts the key's back-off here too.
 func (c *Cache[V]) onMessage(m scripts.Message) {
 	switch m.Kind {
-	case scripts.Filled, scripts.Evicted:
+	case scripts.Filled:
+		if c.l1 != nil {
+			c.l1.filled(m.Key, m.Gen)
+		}
+		c.failures.clear(m.Key)
+		c.refreshes.clear(m.Key)
+	case scripts.Evicted:
 		if c.l1 != nil {
 			c.l1.evict(m.Key, m.Gen)
 		}
-		if m.Kind == scripts.Filled {
-			c.failures.clear(m.Key)
-		}
+		c.refreshes.clear(m.Key)
 	case scripts.Failed:
 		if !m.NotFound {
 			c.failures.record(m.Key, &remoteError{msg: m.Err}, time.Now().UnixNano(), c.rand(), true)

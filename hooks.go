@@ -4,7 +4,8 @@ import "time"
 
 // Hooks are optional callbacks for metrics and tracing. A nil field is skipped. Hooks run on the
 // goroutine that observed the event, after the cache released its locks, and never on the path
-// of an L1 hit; they must be safe for concurrent use and should return quickly.
+// of a fresh L1 hit (a stale one calls OnStaleServed); they must be safe for concurrent use and
+// should return quickly.
 type Hooks struct {
 	// OnLoad is called after every call of a loader, with its duration and error (nil on
 	// success, ErrNotFound possibly wrapped, or a *PanicError).

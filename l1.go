@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,9 @@ type l1[V any] struct {
 	ttl    time.Duration // for entries of keys that are not promoted
 	seed   maphash.Seed
 	epochs [l1Stripes]atomic.Uint64
+
+	mu      sync.Mutex
+	writing map[string]uint64 // guarded by mu: the generation this instance's fill of a key writes
 }
 
 func newL1[V any](size int, ttl time.Duration, log *slog.Logger) (*l1[V], error) {
@@ -49,7 +53,7 @@ func newL1[V any](size int, ttl time.Duration, log *slog.Logger) (*l1[V], error)
 	if err != nil {
 		return nil, err
 	}
-	return &l1[V]{cache: c, ttl: ttl, seed: maphash.MakeSeed()}, nil
+	return &l1[V]{cache: c, ttl: ttl, seed: maphash.MakeSeed(), writing: make(map[string]uint64)}, nil
 }
 
 // get returns the entry of key and the time of the lookup, in Unix nanoseconds.
@@ -88,6 +92,44 @@ func (l *l1[V]) store(key string, e l1Entry[V], now, until int64, epoch uint64, 
 	if s.Load() != epoch {
 		l.remove(key, h.Gen+1)
 	}
+}
+
+// expect announces that this instance's fill of key will write generation gen, whose message
+// then evicts nothing: the fill's own message reaches the instance, often before the fill's
+// reply, and would otherwise cost the instance the value it just loaded. The caller calls
+// written once the fill is over.
+func (l *l1[V]) expect(key string, gen uint64) {
+	l.mu.Lock()
+	l.writing[key] = gen
+	l.mu.Unlock()
+}
+
+// written ends what expect began, once the fill stored its value (or did not). The message of
+// gen was skipped, so its eviction is applied now: a no-op if the fill's own entry is in place,
+// and otherwise (the store was refused, or a write that fenced the fill out took gen) it
+// removes older entries as the message would have.
+func (l *l1[V]) written(key string, gen uint64) {
+	l.mu.Lock()
+	if l.writing[key] == gen {
+		delete(l.writing, key)
+	}
+	l.mu.Unlock()
+	l.evict(key, gen)
+}
+
+func (l *l1[V]) expected(key string, gen uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.writing[key] == gen
+}
+
+// filled applies a message that key was written at gen by a fill or a Set: like evict, unless
+// this instance's own fill is writing gen.
+func (l *l1[V]) filled(key string, gen uint64) {
+	if l.expected(key, gen) {
+		return
+	}
+	l.evict(key, gen)
 }
 
 // evict applies a message that key was written or removed at gen: the entry goes unless it is

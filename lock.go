@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/stampede-cache/stampede/internal/envelope"
@@ -68,7 +69,7 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 				return result[V]{err: err}
 			}
 			if m.Kind == scripts.Failed {
-				return c.failed(key, &remoteError{msg: m.Err, notFound: m.NotFound}, obs)
+				return c.failed(&remoteError{msg: m.Err, notFound: m.NotFound}, obs)
 			}
 		}
 		if time.Now().After(giveUp) {
@@ -221,18 +222,27 @@ func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token
 		return result[V]{err: loadErr}
 	}
 	c.failures.record(key, loadErr, now.UnixNano(), c.rand(), false)
-	return c.failed(key, loadErr, obs)
+	return c.failed(loadErr, obs)
 }
 
 // fill writes a loaded envelope under the fence and keeps it in the L1 unless a newer write
 // fenced it out.
 func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, env []byte, h envelope.Header, fresh time.Duration, v V, obs observation[V]) {
+	// The fill writes generation fence+1 if nothing fenced it out.
+	next, perr := strconv.ParseUint(fence, 10, 64)
+	if c.l1 != nil && perr == nil {
+		next++
+		c.l1.expect(key, next)
+	}
 	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
 	gen, ok, err := scripts.Fill(rctx, c.client, k, scripts.FillArgs{
 		Token: token, Fence: fence, Envelope: env,
 		TTL: p.hardTTL(fresh), GenTTL: c.genTTL, Channel: c.channel, Key: key,
 	})
 	cancel()
+	if c.l1 != nil && perr == nil {
+		defer c.l1.written(key, next)
+	}
 	switch {
 	case err != nil:
 		// The value is good, Redis is not: serve it from this instance (with generation 0, which
@@ -284,18 +294,17 @@ func (c *Cache[V]) loadAlone(ctx context.Context, key string, p *Policy, load Lo
 		return result[V]{err: err}
 	}
 	c.failures.record(key, err, now.UnixNano(), c.rand(), false)
-	return c.failed(key, err, obs)
+	return c.failed(err, obs)
 }
 
-// failed returns the stale value a failed load may fall back to (stale-if-error), or err.
-func (c *Cache[V]) failed(key string, err error, obs observation[V]) result[V] {
+// failed returns the stale value a failed load may fall back to (stale-if-error), or err. Each
+// caller that receives a stale value counts it.
+func (c *Cache[V]) failed(err error, obs observation[V]) result[V] {
 	if obs.stale == nil || errors.Is(err, ErrNotFound) {
 		return result[V]{err: err}
 	}
-	c.stats.Add(statStaleServed)
-	c.hooks.staleServed(key, time.Duration(time.Now().UnixNano()-obs.stale.h.FreshUntil))
 	v, verr := obs.stale.result()
-	return result[V]{value: v, err: verr}
+	return result[V]{value: v, err: verr, stale: &obs.stale.h}
 }
 
 // header returns the header of a value written now that stays fresh for ttl less jitter, and

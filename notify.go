@@ -36,8 +36,8 @@ type notifier struct {
 	channel string
 	timeout time.Duration
 	log     *slog.Logger
-	hooks   *Hooks
-	handle  func(scripts.Message) // called for each message, before its waiters are woken
+	failed  func(op, key string, err error) // reports a failed Redis call to Stats and Hooks
+	handle  func(scripts.Message)           // called for each message, before its waiters are woken
 	reset   func()                // called when a subscription is confirmed
 
 	subscribed atomic.Bool // a confirmed subscription carries messages
@@ -145,7 +145,7 @@ func (n *notifier) run(ctx context.Context, first *redis.PubSub) {
 				if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 					return
 				}
-				n.hooks.redisError("subscribe", "", err)
+				n.failed("subscribe", "", err)
 				select {
 				case <-ctx.Done():
 					return
@@ -163,7 +163,7 @@ func (n *notifier) run(ctx context.Context, first *redis.PubSub) {
 			return
 		}
 		n.log.Warn("stampede: subscription lost; waiters poll until it is back", "channel", n.channel, "err", err)
-		n.hooks.redisError("subscribe", "", err)
+		n.failed("subscribe", "", err)
 		ps = nil
 	}
 }

@@ -13,34 +13,52 @@ import (
 )
 
 // refreshes tracks the background refreshes of a Cache: at most one per key, at most limit in
-// all. A refresh due while its key is refreshing, or while all slots are busy, is skipped; the
-// next read of the key triggers it again.
+// all. A refresh due while its key is refreshing here or elsewhere, or while all slots are
+// busy, is skipped; the next read of the key triggers it again.
 type refreshes struct {
 	slots *semaphore.Weighted
 
-	mu      sync.Mutex
-	running map[string]struct{} // guarded by mu
+	mu sync.Mutex
+	// busy maps a key to 0 while this instance refreshes it, or to when the lease that another
+	// instance holds for it expires (Unix nanoseconds), until a message about the key comes.
+	busy map[string]int64 // guarded by mu
 }
 
 func newRefreshes(limit int) refreshes {
-	return refreshes{slots: semaphore.NewWeighted(int64(limit)), running: make(map[string]struct{})}
+	return refreshes{slots: semaphore.NewWeighted(int64(limit)), busy: make(map[string]int64)}
 }
 
-func (r *refreshes) begin(key string) bool {
+func (r *refreshes) begin(key string, now int64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.running[key]; ok || !r.slots.TryAcquire(1) {
+	if until, ok := r.busy[key]; ok && (until == 0 || now < until) || !r.slots.TryAcquire(1) {
 		return false
 	}
-	r.running[key] = struct{}{}
+	r.busy[key] = 0
 	return true
 }
 
-func (r *refreshes) end(key string) {
+// end ends this instance's refresh of key; heldUntil, if not 0, is when the lease another
+// instance holds for the key expires, and no refresh of the key starts before (or before a
+// message about the key).
+func (r *refreshes) end(key string, heldUntil int64) {
 	r.mu.Lock()
-	delete(r.running, key)
+	if heldUntil == 0 {
+		delete(r.busy, key)
+	} else {
+		r.busy[key] = heldUntil
+	}
 	r.mu.Unlock()
 	r.slots.Release(1)
+}
+
+// clear forgets that another instance refreshes key: a message about it came.
+func (r *refreshes) clear(key string) {
+	r.mu.Lock()
+	if until, ok := r.busy[key]; ok && until != 0 {
+		delete(r.busy, key)
+	}
+	r.mu.Unlock()
 }
 
 // refreshInBackground is called when a caller is served an entry that is stale or due for early
@@ -55,25 +73,27 @@ func (c *Cache[V]) refreshInBackground(ctx context.Context, key string, p *Polic
 		c.stats.Add(statStaleServed)
 		c.hooks.staleServed(key, time.Duration(now-h.FreshUntil))
 	}
-	if _, failing := c.failures.active(key, now); failing || !c.refreshes.begin(key) {
+	if _, failing := c.failures.active(key, now); failing || !c.refreshes.begin(key, now) {
 		return
 	}
 	pol := *p
 	seen := binary.BigEndian.AppendUint64(nil, h.Gen)
 	started := c.life.goTracked(func() {
-		defer c.refreshes.end(key)
+		var heldUntil int64
+		defer func() { c.refreshes.end(key, heldUntil) }()
 		rctx, cancel := c.life.detach(ctx)
 		defer cancel()
-		c.refresh(rctx, key, &pol, load, seen)
+		heldUntil = c.refresh(rctx, key, &pol, load, seen)
 	})
 	if !started {
-		c.refreshes.end(key)
+		c.refreshes.end(key, 0)
 	}
 }
 
 // refresh is one background refresh: load and fill if the key's lease is free and its value is
-// still the one the caller saw.
-func (c *Cache[V]) refresh(ctx context.Context, key string, p *Policy, load Loader[V], seen []byte) {
+// still the one the caller saw. If another instance holds the lease, it returns when that lease
+// expires (Unix nanoseconds), else 0.
+func (c *Cache[V]) refresh(ctx context.Context, key string, p *Policy, load Loader[V], seen []byte) (heldUntil int64) {
 	k := scripts.KeysFor(c.namespace, key)
 	token := c.newToken()
 	obs := observation[V]{seen: seen, epoch: c.epoch(key)}
@@ -82,7 +102,7 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, p *Policy, load Load
 		if ctx.Err() == nil {
 			c.redisFailed("lease", key, err)
 		}
-		return
+		return 0
 	}
 	switch lr.State {
 	case scripts.Changed:
@@ -93,6 +113,9 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, p *Policy, load Load
 		c.hooks.earlyRefresh(key)
 		c.lead(ctx, key, k, token, lr.Fence, p, load, obs)
 	case scripts.Held:
-		// Another instance is loading it; its fill will evict the stale copies.
+		// Another instance is loading it; its fill will evict the stale copies. Until then (or
+		// until its lease expires), reads of the key here do not ask again.
+		return time.Now().Add(lr.Remaining).UnixNano()
 	}
+	return 0
 }

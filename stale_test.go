@@ -3,6 +3,7 @@ package stampede_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -61,6 +62,55 @@ func TestStaleWhileRevalidate(t *testing.T) {
 				require.Equal(t, src.latency, time.Since(start))
 			})
 		})
+	}
+}
+
+// TestStaleReadersAskForTheLeaseOnce: while another instance refreshes a stale key, a reader
+// that found its lease held does not ask again on every read.
+func TestStaleReadersAskForTheLeaseOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := redistest.Mini(t)
+		opts := []stampede.Option{stampede.WithTTL(time.Second), stampede.WithEarlyRefresh(0),
+			stampede.WithStaleWhileRevalidate(time.Minute)}
+		a := one[string](t, m, opts...)
+		bClient := redistest.Client(t, m)
+		var scripts atomic.Int64
+		bClient.AddHook(countScripts{&scripts})
+		b, err := stampede.New[string](bClient, opts...)
+		require.NoError(t, err)
+		defer b.Close()
+
+		src := newSource("v1")
+		_, err = a.Get(ctx, "k", src.load)
+		require.NoError(t, err)
+		time.Sleep(2 * time.Second) // stale now
+		started, release := src.hold()
+		_, err = a.Get(ctx, "k", src.load) // a starts the refresh, which holds the lease
+		require.NoError(t, err)
+		<-started
+		for range 100 {
+			_, err := b.Get(ctx, "k", src.load)
+			require.NoError(t, err)
+			time.Sleep(time.Millisecond)
+		}
+		require.EqualValues(t, 1, scripts.Load(), "b asked for the lease once")
+		release()
+	})
+}
+
+// countScripts counts the scripts a client runs.
+type countScripts struct{ n *atomic.Int64 }
+
+func (h countScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h countScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h countScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
 	}
 }
 

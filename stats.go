@@ -7,8 +7,9 @@ type Stats struct {
 	L1Hits uint64
 	// L2Hits counts Gets answered from a value read from Redis, fresh or stale.
 	L2Hits uint64
-	// Misses counts Gets that found no servable value and waited for a load (their own,
-	// another caller's in this instance, or another instance's).
+	// Misses counts Gets that found no servable value in the L1 or Redis: they waited for a
+	// load (their own, another caller's in this instance, or another instance's), or got the
+	// error, or the stale value, of a load that failed moments before (see the failure back-off).
 	Misses uint64
 	// Loads counts calls of a loader by this instance.
 	Loads uint64
@@ -20,7 +21,8 @@ type Stats struct {
 	// EarlyRefreshes counts background refreshes started: early refresh and
 	// stale-while-revalidate.
 	EarlyRefreshes uint64
-	// StaleServed counts Gets answered with a stale value.
+	// StaleServed counts Gets answered with a stale value: while a refresh runs
+	// (stale-while-revalidate, soft invalidation) or because a load failed (stale-if-error).
 	StaleServed uint64
 	// RedisErrors counts Redis calls that failed.
 	RedisErrors uint64
