@@ -38,7 +38,7 @@ type notifier struct {
 	log     *slog.Logger
 	failed  func(op, key string, err error) // reports a failed Redis call to Stats and Hooks
 	handle  func(scripts.Message)           // called for each message, before its waiters are woken
-	reset   func()                // called when a subscription is confirmed
+	reset   func()                          // called when a subscription is confirmed
 
 	subscribed atomic.Bool // a confirmed subscription carries messages
 
