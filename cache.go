@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/stampede-cache/stampede/internal/breaker"
 	"github.com/stampede-cache/stampede/internal/envelope"
 	"github.com/stampede-cache/stampede/internal/flight"
 	"github.com/stampede-cache/stampede/internal/scripts"
@@ -64,6 +65,7 @@ type Cache[V any] struct {
 	flights   *flight.Group[result[V]]  // one load (or lease wait) of a key at a time
 	notify    notifier
 	refreshes refreshes
+	breaker   *breaker.Breaker // skips Redis on the read path while it keeps failing
 	life      *lifecycle
 	stats     *stripe.Counters
 
@@ -107,6 +109,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		hooks:         cfg.hooks,
 		log:           cfg.logger,
 		refreshes:     newRefreshes(cfg.refreshWorkers),
+		breaker:       breaker.New(breakerThreshold, breakerCooldown),
 		life:          newLifecycle(),
 		stats:         stripe.New(numStats),
 		instance:      hex.EncodeToString(id[:]) + ":",
@@ -396,23 +399,44 @@ func (c *Cache[V]) keepUntil(h *envelope.Header, p *Policy) int64 {
 	return h.FreshUntil + int64(max(p.StaleWhileRevalidate, p.StaleIfError))
 }
 
+const (
+	// breakerThreshold Redis calls failing in a row open the circuit: for breakerCooldown, reads
+	// skip Redis and go to the loader (still once per key per instance), so that callers do not
+	// each wait for a Redis timeout; then one read tries Redis again.
+	breakerThreshold = 5
+	breakerCooldown  = 250 * time.Millisecond
+)
+
+// errCircuitOpen stands for a Redis call the read path skipped because Redis keeps failing.
+var errCircuitOpen = errors.New("stampede: Redis is failing; skipped while the circuit is open")
+
 // redisGet reads the envelope of key; nil without error when there is none.
 func (c *Cache[V]) redisGet(ctx context.Context, key string) ([]byte, error) {
+	if !c.breaker.Allow(time.Now().UnixNano()) {
+		return nil, errCircuitOpen
+	}
 	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
 	raw, err := c.client.Get(rctx, scripts.ValueKey(c.namespace, key)).Bytes()
 	cancel()
 	if errors.Is(err, redis.Nil) {
-		return nil, nil
+		raw, err = nil, nil
 	}
-	if err != nil && ctx.Err() == nil {
+	if err == nil {
+		c.breaker.Success()
+	} else if ctx.Err() == nil {
 		c.redisFailed("get", key, err)
 	}
 	return raw, err
 }
 
+// redisFailed reports a failed Redis call to Stats, Hooks and the circuit breaker.
 func (c *Cache[V]) redisFailed(op, key string, err error) {
 	c.stats.Add(statRedisErrors)
 	c.hooks.redisError(op, key, err)
+	if c.breaker.Failure(time.Now().UnixNano()) {
+		c.log.Warn("stampede: Redis keeps failing; reads skip it and use the loader for a while",
+			"cooldown", breakerCooldown, "err", err)
+	}
 }
 
 // check rejects calls after Close and keys Redis should not get.

@@ -585,3 +585,36 @@ func TestErrorsAreWrapped(t *testing.T) {
 	require.ErrorIs(t, err, errDatabase)
 	require.True(t, errors.Is(fmt.Errorf("x: %w", stampede.ErrNotFound), stampede.ErrNotFound))
 }
+
+// TestCircuitBreaker: once Redis has failed 5 times in a row, reads skip it (no more Redis
+// errors, no waiting for its timeout) and load instead, once per key; one read tries it again
+// every 250 ms, and the first that works closes the circuit.
+func TestCircuitBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := redistest.Mini(t)
+		c := one[string](t, m, stampede.WithTTL(time.Hour))
+		m.SetError("ERR the server is on fire")
+		for i := range 10 {
+			_, err := c.Get(ctx, fmt.Sprint("k", i), newSource("v").load)
+			require.NoError(t, err)
+		}
+		failed := c.Stats().RedisErrors
+		require.GreaterOrEqual(t, failed, uint64(5))
+		require.LessOrEqual(t, failed, uint64(6), "the circuit opened after 5 failures in a row")
+
+		time.Sleep(250 * time.Millisecond)
+		_, err := c.Get(ctx, "probe", newSource("v").load)
+		require.NoError(t, err)
+		require.Equal(t, failed+1, c.Stats().RedisErrors, "one probe, which failed")
+
+		m.SetError("")
+		time.Sleep(250 * time.Millisecond)
+		src := newSource("v")
+		_, err = c.Get(ctx, "back", src.load)
+		require.NoError(t, err)
+		_, err = c.Get(ctx, "back", src.load, stampede.WithoutL1())
+		require.NoError(t, err)
+		require.EqualValues(t, 1, src.calls.Load(), "Redis is used again: the second read is a hit")
+		require.EqualValues(t, 1, c.Stats().L2Hits)
+	})
+}

@@ -49,7 +49,9 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 			if ctx.Err() != nil {
 				return result[V]{err: ErrClosed}
 			}
-			c.redisFailed("lease", key, err)
+			if err != errCircuitOpen {
+				c.redisFailed("lease", key, err)
+			}
 			return c.loadAlone(ctx, key, p, load, obs)
 		case lr.State == scripts.Changed:
 			if r, ok := c.adopt(ctx, key, []byte(lr.Value), p, load, &obs); ok {
@@ -78,16 +80,23 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 	}
 }
 
-// lease runs the lease script with the cache's timeout.
+// lease runs the lease script with the cache's timeout, unless the circuit is open.
 func (c *Cache[V]) lease(ctx context.Context, k scripts.Keys, token string, seen []byte, noLock bool) (scripts.LeaseResult, error) {
+	if !c.breaker.Allow(time.Now().UnixNano()) {
+		return scripts.LeaseResult{}, errCircuitOpen
+	}
 	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
 	defer cancel()
 	if seen == nil {
 		seen = []byte{}
 	}
-	return scripts.Lease(rctx, c.client, k, scripts.LeaseArgs{
+	r, err := scripts.Lease(rctx, c.client, k, scripts.LeaseArgs{
 		Token: token, LeaseTTL: c.leaseTTL, GenTTL: c.genTTL, Seen: seen, NoLock: noLock,
 	})
+	if err == nil {
+		c.breaker.Success()
+	}
+	return r, err
 }
 
 // adopt takes a value that changed in Redis while the caller looked: it returns it if it may be

@@ -99,7 +99,7 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, p *Policy, load Load
 	obs := observation[V]{seen: seen, epoch: c.epoch(key)}
 	lr, err := c.lease(ctx, k, token, seen, p.Strategy == Singleflight)
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && err != errCircuitOpen {
 			c.redisFailed("lease", key, err)
 		}
 		return 0
