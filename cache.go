@@ -29,6 +29,8 @@ type Loader[V any] func(ctx context.Context, key string) (V, error)
 // failover clients all have them.
 type redisClient interface {
 	Get(ctx context.Context, key string) *redis.StringCmd
+	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
 	scripts.Scripter
 }
@@ -53,6 +55,7 @@ type Cache[V any] struct {
 	loadTimeout   time.Duration
 	redisTimeout  time.Duration
 	genTTL        time.Duration
+	replicaTTL    time.Duration
 	codec         Codec
 	maxValueBytes int
 	hooks         Hooks
@@ -104,6 +107,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		loadTimeout:   cfg.loadTimeout,
 		redisTimeout:  cfg.redisTimeout,
 		genTTL:        cfg.genTTL(),
+		replicaTTL:    cfg.replicaTTL,
 		codec:         cfg.codec,
 		maxValueBytes: cfg.maxValueBytes,
 		hooks:         cfg.hooks,
@@ -201,10 +205,16 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V], opts ...
 	return c.getL2(ctx, key, &p, load, obs)
 }
 
-// getL2 is Get after the L1: one GET, and a flight if what it read cannot be served.
+// getL2 is Get after the L1: one GET (of a replica first, for a replicated key), and a flight
+// if what it read cannot be served.
 func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) (V, error) {
 	obs.epoch = c.epoch(key)
-	raw, err := c.read(ctx, key)
+	if n := c.replicasOf(key, p); n > 0 {
+		if v, err, ok := c.readReplica(ctx, key, n, p, load, &obs); ok {
+			return v, err
+		}
+	}
+	raw, err := c.read(ctx, scripts.ValueKey(c.namespace, key), key)
 	switch {
 	case err != nil:
 		if ctx.Err() != nil {
@@ -222,6 +232,9 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 				c.keep(key, e.value, e.h, now, p, obs.epoch)
 				if v == serveAndRefresh {
 					c.refreshInBackground(ctx, key, p, load, &e.h, now)
+				}
+				if obs.replica != "" {
+					c.copyToReplica(obs.replica, raw, e.h, p)
 				}
 				return e.result()
 			case fallback:
@@ -250,19 +263,20 @@ type readResult struct {
 	err error
 }
 
-// read returns the envelope of key, from a GET that began after this call did. Concurrent
-// callers of a key share GETs: the first reads on its own goroutine, and the callers that
-// arrive while it reads share the next GET, which starts when it ends.
-func (c *Cache[V]) read(ctx context.Context, key string) ([]byte, error) {
-	if l, ok := c.reads.Lead(key); ok {
-		raw, err := c.redisGet(ctx, key)
+// read returns the value of the Redis key rk (the envelope of key, or of one of its replicas),
+// from a GET that began after this call did. Concurrent callers share GETs of a Redis key: the
+// first reads on its own goroutine, and the callers that arrive while it reads share the next
+// GET, which starts when it ends.
+func (c *Cache[V]) read(ctx context.Context, rk, key string) ([]byte, error) {
+	if l, ok := c.reads.Lead(rk); ok {
+		raw, err := c.redisGet(ctx, rk, key)
 		c.reads.End(l)
 		return raw, err
 	}
 	// This read serves other callers too: it must not end with this caller's ctx.
 	detached := context.WithoutCancel(ctx)
-	r, err := c.reads.Board(ctx, key, func() readResult {
-		raw, err := c.redisGet(detached, key)
+	r, err := c.reads.Board(ctx, rk, func() readResult {
+		raw, err := c.redisGet(detached, rk, key)
 		return readResult{raw, err}
 	}, true)
 	if err != nil {
@@ -277,6 +291,7 @@ type observation[V any] struct {
 	stale     *l1Entry[V] // a value to serve if the load fails (stale-if-error), or nil
 	redisDown bool        // the read failed: load without Redis
 	epoch     uint64      // the L1 epoch noted before the read
+	replica   string      // the replica that missed and should get a copy of the primary
 }
 
 // result is the outcome of a flight, shared by every caller that joined it.
@@ -410,13 +425,14 @@ const (
 // errCircuitOpen stands for a Redis call the read path skipped because Redis keeps failing.
 var errCircuitOpen = errors.New("stampede: Redis is failing; skipped while the circuit is open")
 
-// redisGet reads the envelope of key; nil without error when there is none.
-func (c *Cache[V]) redisGet(ctx context.Context, key string) ([]byte, error) {
+// redisGet reads the Redis key rk, which holds an envelope of key; nil without error when
+// there is none.
+func (c *Cache[V]) redisGet(ctx context.Context, rk, key string) ([]byte, error) {
 	if !c.breaker.Allow(time.Now().UnixNano()) {
 		return nil, errCircuitOpen
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
-	raw, err := c.client.Get(rctx, scripts.ValueKey(c.namespace, key)).Bytes()
+	raw, err := c.client.Get(rctx, rk).Bytes()
 	cancel()
 	if errors.Is(err, redis.Nil) {
 		raw, err = nil, nil

@@ -30,6 +30,10 @@ type Hooks struct {
 	// OnHotKey is called once per detection window for each key whose estimated request rate,
 	// in requests per second, crossed the hot-key threshold.
 	OnHotKey func(key string, rate float64)
+
+	// OnReplicated is called when automatic replication (HotKeys.Replicas) starts serving a hot
+	// key from replicas, and with 0 when the key cooled and stops being replicated.
+	OnReplicated func(key string, replicas int)
 }
 
 func (h *Hooks) load(key string, took time.Duration, err error) {

@@ -36,12 +36,19 @@ type HotKeys struct {
 
 	// PromotedL1TTL is the L1 lifetime of promoted keys. Default: 4 times WithL1's TTL.
 	PromotedL1TTL time.Duration
+
+	// Replicas, if not zero, replicates hot keys (see WithReplicas) over that many replicas,
+	// from the window in which they become hot until their rate falls under half the
+	// threshold. Default: 0, no automatic replication.
+	Replicas int
 }
 
 // HotKey is a key and its estimated request rate, in requests per second to this instance.
 type HotKey struct {
 	Key  string
 	Rate float64
+	// Replicas is how many replicas serve the key now through automatic replication.
+	Replicas int
 }
 
 // WithHotKeys configures hot-key detection.
@@ -80,12 +87,26 @@ type hotKeys struct {
 	detector *hotkey.Detector
 	last     atomic.Pointer[[]HotKey]            // the last window's top keys, hottest first
 	promoted atomic.Pointer[map[string]struct{}] // keys promoted now; read-only once stored
+	hot      atomic.Pointer[map[string]struct{}] // keys hot or cooling now; read-only once stored
 }
 
 func newHotKeys(cfg HotKeys) *hotKeys {
 	h := &hotKeys{cfg: cfg, detector: hotkey.New(cfg.TopK, cfg.SampleRate, rand.Uint32)}
 	h.promoted.Store(&map[string]struct{}{})
+	h.hot.Store(&map[string]struct{}{})
 	return h
+}
+
+// replicas returns how many replicas serve key through automatic replication: HotKeys.Replicas
+// while the key is hot or cooling, else 0.
+func (h *hotKeys) replicas(key string) int {
+	if h == nil || h.cfg.Replicas == 0 {
+		return 0
+	}
+	if _, ok := (*h.hot.Load())[key]; ok {
+		return h.cfg.Replicas
+	}
+	return 0
 }
 
 func (h *hotKeys) isPromoted(key string) bool {
@@ -121,29 +142,43 @@ func (c *Cache[V]) endHotKeyWindow(elapsed time.Duration) {
 	for i, e := range top {
 		keys[i] = HotKey{Key: e.Key, Rate: float64(e.Count) / elapsed.Seconds()}
 	}
-	h.last.Store(&keys)
+	defer h.last.Store(&keys) // once complete: HotKeys reads it without a lock
 
-	was := *h.promoted.Load()
-	promoted := make(map[string]struct{})
+	wasHot := *h.hot.Load()
+	hot := make(map[string]struct{})
 	for _, k := range keys {
 		if k.Rate >= h.cfg.Threshold {
 			c.stats.Add(statHotKeys)
-			if h.cfg.Promote {
-				promoted[k.Key] = struct{}{}
-			}
+			hot[k.Key] = struct{}{}
 			if c.hooks.OnHotKey != nil {
 				c.hooks.OnHotKey(k.Key, k.Rate)
 			}
-		} else if _, ok := was[k.Key]; ok && k.Rate >= h.cfg.Threshold/2 {
-			promoted[k.Key] = struct{}{} // cooling, not cold yet
+		} else if _, ok := wasHot[k.Key]; ok && k.Rate >= h.cfg.Threshold/2 {
+			hot[k.Key] = struct{}{} // cooling, not cold yet
 		}
 	}
-	for k := range promoted {
-		if _, ok := was[k]; !ok {
-			c.log.Info("stampede: hot key promoted", "key", k)
+	if h.cfg.Promote {
+		h.promoted.Store(&hot)
+	}
+	h.hot.Store(&hot)
+	for i := range keys {
+		if _, ok := hot[keys[i].Key]; ok {
+			keys[i].Replicas = h.cfg.Replicas
 		}
 	}
-	h.promoted.Store(&promoted)
+	for k := range hot {
+		if _, ok := wasHot[k]; !ok {
+			c.log.Info("stampede: hot key", "key", k, "promoted", h.cfg.Promote, "replicas", h.cfg.Replicas)
+			if h.cfg.Replicas > 0 && c.hooks.OnReplicated != nil {
+				c.hooks.OnReplicated(k, h.cfg.Replicas)
+			}
+		}
+	}
+	for k := range wasHot {
+		if _, ok := hot[k]; !ok && h.cfg.Replicas > 0 && c.hooks.OnReplicated != nil {
+			c.hooks.OnReplicated(k, 0)
+		}
+	}
 }
 
 // HotKeys returns the most requested keys of the last detection window with their estimated

@@ -262,6 +262,9 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 		return
 	default:
 		h.Gen = gen
+		if n := c.replicasOf(key, p); n > 0 {
+			c.writeReplicas(ctx, key, n, env, gen, h, p)
+		}
 	}
 	c.keep(key, v, h, h.WrittenAt, p, obs.epoch)
 }

@@ -68,6 +68,12 @@ type Policy struct {
 
 	// SkipL1 keeps the key out of the in-process L1: every Get reads Redis.
 	SkipL1 bool
+
+	// Replicas is how many replica keys, on other Redis Cluster nodes, serve the key's reads
+	// (see WithReplicas); zero: none, the key's node serves them all. A replica may serve a
+	// value for up to WithReplicaTTL after a write replaced it: keep it zero for data that must
+	// be exact.
+	Replicas int
 }
 
 // DefaultPolicy returns the policy of a Cache created without policy options.
@@ -99,6 +105,8 @@ func (p *Policy) validate() error {
 		return fmt.Errorf("stampede: negative StaleIfError %v", p.StaleIfError)
 	case !(p.EarlyRefresh >= 0) || math.IsInf(p.EarlyRefresh, 0):
 		return fmt.Errorf("stampede: EarlyRefresh %v is not a finite beta >= 0", p.EarlyRefresh)
+	case p.Replicas < 0 || p.Replicas > maxReplicas:
+		return fmt.Errorf("stampede: Replicas %d is not in [0, %d]", p.Replicas, maxReplicas)
 	}
 	return nil
 }
@@ -276,6 +284,7 @@ type config struct {
 	refreshWorkers int
 	hotKeys        HotKeys
 	hotKeysOff     bool
+	replicaTTL     time.Duration
 }
 
 func defaultConfig() config {
@@ -292,6 +301,7 @@ func defaultConfig() config {
 		maxValueBytes:  1 << 20,
 		logger:         slog.New(slog.DiscardHandler),
 		refreshWorkers: 64,
+		replicaTTL:     2 * time.Second,
 	}
 }
 
@@ -319,8 +329,10 @@ func (c *config) validate() error {
 	check(c.logger == nil, "WithLogger: nil logger")
 	check(c.refreshWorkers <= 0, "WithRefreshWorkers(%d): must be positive", c.refreshWorkers)
 	h := c.hotKeys
-	check(!(h.Threshold >= 0) || math.IsInf(h.Threshold, 0) || h.Window < 0 || h.TopK < 0 || h.SampleRate < 0 || h.PromotedL1TTL < 0,
-		"WithHotKeys(%+v): fields must be finite and not negative", h)
+	check(!(h.Threshold >= 0) || math.IsInf(h.Threshold, 0) || h.Window < 0 || h.TopK < 0 || h.SampleRate < 0 || h.PromotedL1TTL < 0 ||
+		h.Replicas < 0 || h.Replicas > maxReplicas,
+		"WithHotKeys(%+v): fields must be finite, not negative, and Replicas at most %d", h, maxReplicas)
+	check(c.replicaTTL <= 0, "WithReplicaTTL(%v): must be positive", c.replicaTTL)
 	if c.policyFuncSet {
 		check(c.policyFunc == nil, "WithPolicy: nil function")
 		for _, f := range c.policyFields {

@@ -31,6 +31,11 @@ type Stats struct {
 	FencedLoads uint64
 	// HotKeys counts hot-key reports: one per hot key per detection window.
 	HotKeys uint64
+	// ReplicaHits counts Gets answered from a replica of a replicated key (they count in L2Hits
+	// too); ReplicaMisses counts reads of a replica that found nothing servable and read the
+	// primary instead.
+	ReplicaHits   uint64
+	ReplicaMisses uint64
 }
 
 // The counters, in the order of their stripes.
@@ -46,6 +51,8 @@ const (
 	statRedisErrors
 	statFencedLoads
 	statHotKeys
+	statReplicaHits
+	statReplicaMisses
 	numStats
 )
 
@@ -64,5 +71,7 @@ func (c *Cache[V]) Stats() Stats {
 		RedisErrors:    n(statRedisErrors),
 		FencedLoads:    n(statFencedLoads),
 		HotKeys:        n(statHotKeys),
+		ReplicaHits:    n(statReplicaHits),
+		ReplicaMisses:  n(statReplicaMisses),
 	}
 }

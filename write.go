@@ -35,6 +35,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) 
 	h.Gen = gen
 	c.failures.clear(key)
 	c.keep(key, v, h, h.WrittenAt, &p, epoch)
+	if n := c.replicasOf(key, &p); n > 0 {
+		c.writeReplicas(ctx, key, n, env, gen, h, &p)
+	}
 	return nil
 }
 
@@ -69,6 +72,11 @@ func (c *Cache[V]) evict(ctx context.Context, key, op string, script evictScript
 	if c.l1 != nil {
 		c.l1.evict(key, gen)
 	}
+	if p, err := c.policyFor(key, nil); err == nil {
+		if n := c.replicasOf(key, &p); n > 0 {
+			c.dropReplicas(ctx, key, n)
+		}
+	}
 	return nil
 }
 
@@ -100,6 +108,9 @@ func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V]) (V, 
 	}
 	if c.l1 != nil {
 		c.l1.evict(key, 0)
+	}
+	if n := c.replicasOf(key, &p); n > 0 {
+		c.dropReplicas(ctx, key, n) // readers go to the primary, which is marked stale
 	}
 	obs := observation[V]{epoch: c.epoch(key)}
 	stop := c.keepLease(key, k, token)
