@@ -25,13 +25,19 @@ const (
 // judge decides what to do with an entry at now (Unix nanoseconds) under policy p. A promoted
 // hot key is refreshed early more eagerly, even if its policy does not refresh early.
 func (c *Cache[V]) judge(h *envelope.Header, now int64, p *Policy, promoted bool) verdict {
+	return judge(h, now, p, promoted, c.rand)
+}
+
+// judge is Cache.judge; it needs nothing of the cache's type, and as a plain function it is
+// cheaper on the hit path than a method of a generic type.
+func judge(h *envelope.Header, now int64, p *Policy, promoted bool, rand func() float64) verdict {
 	beta := p.EarlyRefresh
 	if promoted {
 		beta = max(2*beta, 1)
 	}
 	switch {
 	case h.Fresh(now):
-		if beta > 0 && c.refreshEarly(h, now, beta) {
+		if beta > 0 && refreshEarly(h, now, beta, rand) {
 			return serveAndRefresh
 		}
 		return serve
@@ -52,12 +58,12 @@ const xfetchHorizon = 40
 // Stampede Prevention", VLDB 2015): refresh when now - loadTime*beta*ln(U) >= freshUntil, U
 // uniform in (0,1]. The chance grows as expiry nears, faster for values that took longer to
 // load. Far from expiry it returns without drawing a random number.
-func (c *Cache[V]) refreshEarly(h *envelope.Header, now int64, beta float64) bool {
+func refreshEarly(h *envelope.Header, now int64, beta float64, rand func() float64) bool {
 	delta := float64(max(h.LoadTime, time.Millisecond)) * beta
 	left := float64(h.FreshUntil - now)
 	if left >= delta*xfetchHorizon {
 		return false
 	}
-	u := 1 - c.rand() // (0, 1]
+	u := 1 - rand() // (0, 1]
 	return -math.Log(u)*delta >= left
 }

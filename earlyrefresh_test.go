@@ -24,7 +24,7 @@ func TestXFetchProbability(t *testing.T) {
 			now := h.FreshUntil - int64(left)
 			hits := 0
 			for range n {
-				if c.refreshEarly(&h, now, beta) {
+				if refreshEarly(&h, now, beta, c.rand) {
 					hits++
 				}
 			}
@@ -56,7 +56,7 @@ func TestXFetchRefreshTimes(t *testing.T) {
 			var sum float64
 			for range trials {
 				for left := 2 * time.Second; left >= 0; left -= step {
-					if c.refreshEarly(&h, h.FreshUntil-int64(left), beta) {
+					if refreshEarly(&h, h.FreshUntil-int64(left), beta, c.rand) {
 						sum += float64(left)
 						break
 					}
@@ -74,7 +74,7 @@ func TestXFetchRefreshTimes(t *testing.T) {
 func TestXFetchFarFromExpiryDrawsNothing(t *testing.T) {
 	c := &Cache[string]{rand: func() float64 { panic("no random number is needed far from expiry") }}
 	h := envelope.Header{FreshUntil: int64(time.Hour), LoadTime: 10 * time.Millisecond}
-	require.False(t, c.refreshEarly(&h, 0, 1))
+	require.False(t, refreshEarly(&h, 0, 1, c.rand))
 }
 
 func TestJitterBounds(t *testing.T) {

@@ -65,3 +65,49 @@ func (h *Hooks) redisError(op, key string, err error) {
 		h.OnRedisError(op, key, err)
 	}
 }
+
+// JoinHooks returns Hooks that call each of hooks, in order, for every event; nil fields are
+// skipped. Use it to give a cache the hooks of a metrics adapter and your own.
+func JoinHooks(hooks ...Hooks) Hooks {
+	var j Hooks
+	for _, h := range hooks {
+		j.OnLoad = join3(j.OnLoad, h.OnLoad)
+		j.OnLeaseWait = join2(j.OnLeaseWait, h.OnLeaseWait)
+		j.OnStaleServed = join2(j.OnStaleServed, h.OnStaleServed)
+		j.OnEarlyRefresh = join1(j.OnEarlyRefresh, h.OnEarlyRefresh)
+		j.OnRedisError = join3(j.OnRedisError, h.OnRedisError)
+		j.OnHotKey = join2(j.OnHotKey, h.OnHotKey)
+		j.OnReplicated = join2(j.OnReplicated, h.OnReplicated)
+	}
+	return j
+}
+
+func join1[A any](f, g func(A)) func(A) {
+	if f == nil {
+		return g
+	}
+	if g == nil {
+		return f
+	}
+	return func(a A) { f(a); g(a) }
+}
+
+func join2[A, B any](f, g func(A, B)) func(A, B) {
+	if f == nil {
+		return g
+	}
+	if g == nil {
+		return f
+	}
+	return func(a A, b B) { f(a, b); g(a, b) }
+}
+
+func join3[A, B, C any](f, g func(A, B, C)) func(A, B, C) {
+	if f == nil {
+		return g
+	}
+	if g == nil {
+		return f
+	}
+	return func(a A, b B, c C) { f(a, b, c); g(a, b, c) }
+}
