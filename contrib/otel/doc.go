@@ -3,23 +3,24 @@
 // A [Metrics] describes one cache, named by the value of its cache attribute. It records from
 // two sources, and an operator needs both:
 //
-//   - The cache's cumulative counters ([stampede.Stats]), observed at each collection through
-//     the function given to [Metrics.ObserveStats]: hits per layer, misses, loads, load errors,
-//     lease waits, early refreshes, stale values served, Redis errors, fenced loads and hot-key
-//     reports. These are the counts to compute hit ratios and rates from; they cost the cache
+//   - The cache itself, observed at each collection once given to [Metrics.Observe]: its
+//     cumulative counters ([stampede.Stats]: hits per layer, misses, loads, load errors, lease
+//     waits, early refreshes, stale values served, Redis errors, fenced loads, hot-key reports,
+//     replica hits and misses), the counts to compute hit ratios and rates from; and its
+//     hottest keys ([stampede.Cache.HotKeys]) with their request rates. They cost the cache
 //     nothing per request.
 //   - The cache's [stampede.Hooks], returned by [Metrics.Hooks]: load latency by outcome, lease
-//     wait time, the age of stale values served, Redis errors by operation, and which keys are
-//     hot at what rate.
+//     wait time, the age of stale values served, and Redis errors by operation.
 //
-// Because the hooks must be given to [stampede.New] and the cache's Stats method exists only
-// afterwards, setting up takes three steps:
+// Because the hooks must be given to [stampede.New] and the cache exists only afterwards,
+// setting up takes three steps. To give the cache hooks of your own as well, join them with
+// [stampede.JoinHooks]:
 //
 //	m, err := stampedeotel.New(meterProvider, "users", stampedeotel.Options{})
 //	if err != nil { ... }
-//	c, err := stampede.New[User](rdb, stampede.WithHooks(m.Wrap(myHooks)))
+//	c, err := stampede.New[User](rdb, stampede.WithHooks(stampede.JoinHooks(m.Hooks(), myHooks)))
 //	if err != nil { ... }
-//	m.ObserveStats(c.Stats)
+//	m.Observe(c)
 //
 // The instruments belong to the meter named [ScopeName]; their names start with "stampede."
 // and every measurement carries a cache attribute. The OpenTelemetry Prometheus exporter, with
@@ -31,6 +32,7 @@
 // repository applies to both adapters.
 //
 // Attribute cardinality is bounded: the only attribute that takes the value of a key is the
-// key attribute of stampede.hot_key.requests, which holds at most [Options.MaxHotKeys] keys,
-// each for [Options.HotKeyTTL] after it was last reported hot.
+// key attribute of stampede.hot_key.requests, which shows the keys of the cache's last hot-key
+// detection window, at most [stampede.HotKeys] TopK of them (16 by default);
+// [Options.HotKeyLabel] can map them to coarser values or leave them out.
 package stampedeotel

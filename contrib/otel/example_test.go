@@ -14,8 +14,8 @@ import (
 	stampedeotel "github.com/stampede-cache/stampede/contrib/otel"
 )
 
-// Example instruments a cache: its hooks, wrapped around the service's own, go to New, and its
-// counters are observed at every collection.
+// Example instruments a cache: its hooks, joined with the service's own, go to New, and the
+// cache's counters and hot keys are observed at every collection.
 func Example() {
 	mr, err := miniredis.Run() // in production: the service's Redis
 	if err != nil {
@@ -34,14 +34,15 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	cache, err := stampede.New[string](rdb, stampede.WithHooks(metrics.Wrap(stampede.Hooks{
+	mine := stampede.Hooks{
 		OnHotKey: func(key string, rate float64) { log.Printf("hot key %q: %.0f req/s", key, rate) },
-	})))
+	}
+	cache, err := stampede.New[string](rdb, stampede.WithHooks(stampede.JoinHooks(metrics.Hooks(), mine)))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer cache.Close()
-	metrics.ObserveStats(cache.Stats)
+	metrics.Observe(cache)
 
 	load := func(ctx context.Context, key string) (string, error) { return "Ann", nil }
 	for range 2 {

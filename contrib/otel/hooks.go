@@ -12,38 +12,33 @@ import (
 )
 
 // Hooks returns the callbacks that record the cache's events; give them to stampede.New
-// through stampede.WithHooks, or combine them with others through Wrap. They record:
+// through stampede.WithHooks, alone or joined with your own hooks by stampede.JoinHooks:
+//
+//	stampede.WithHooks(stampede.JoinHooks(m.Hooks(), myHooks))
+//
+// They record:
 //
 //   - OnLoad: the load's duration in stampede.load.duration, by result (ok, not_found, or
 //     error for any other error, a panic included);
 //   - OnLeaseWait: the wait in stampede.lease.wait.duration;
 //   - OnStaleServed: the value's age past its fresh lifetime in stampede.stale.age;
-//   - OnRedisError: one error in stampede.redis.op_errors, by operation;
-//   - OnHotKey: the key's rate in the stampede.hot_key.requests gauge (see Options.MaxHotKeys
-//     and Options.HotKeyTTL).
+//   - OnRedisError: one error in stampede.redis.op_errors, by operation.
 //
-// The counts of these events are the cache's own counters, observed by ObserveStats. So
-// OnEarlyRefresh is nil: stampede.early_refreshes counts early refreshes, and the hook carries
-// nothing more.
+// The counts of events are the cache's own counters, and the hot keys its own list, both
+// observed through Observe. So the other fields are nil: stampede.early_refreshes counts early
+// refreshes, stampede.hot_key.requests shows the hot keys, and their hooks would carry nothing
+// more.
 //
 // The callbacks are safe for concurrent use and record with context.Background(), as the
-// cache gives them no context. Apart from OnHotKey, which the cache calls once per detection
-// window per hot key and which takes a short lock, they only record to their instruments, with
-// attribute sets built in advance (for Redis errors, at the first error of each operation).
+// cache gives them no context. They only record to their instruments, with attribute sets
+// built in advance (for Redis errors, at the first error of each operation).
 func (m *Metrics) Hooks() stampede.Hooks {
 	return stampede.Hooks{
 		OnLoad:        m.onLoad,
 		OnLeaseWait:   m.onLeaseWait,
 		OnStaleServed: m.onStaleServed,
 		OnRedisError:  m.onRedisError,
-		OnHotKey:      m.onHotKey,
 	}
-}
-
-// Wrap returns Hooks that call m's callbacks (see Hooks) and then h's, so that the cache
-// reports both to m and to the caller's own hooks. A nil field of h is skipped.
-func (m *Metrics) Wrap(h stampede.Hooks) stampede.Hooks {
-	return chain(m.Hooks(), h)
 }
 
 func (m *Metrics) onLoad(_ string, took time.Duration, err error) {
@@ -73,8 +68,4 @@ func (m *Metrics) onRedisError(op, _ string, _ error) {
 		opts, _ = m.opAttrs.LoadOrStore(op, []metric.AddOption{metric.WithAttributeSet(set)})
 	}
 	m.redisOpErrors.Add(context.Background(), 1, opts.([]metric.AddOption)...)
-}
-
-func (m *Metrics) onHotKey(key string, rate float64) {
-	m.hot.record(key, rate)
 }

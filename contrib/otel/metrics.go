@@ -4,15 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-
-	"github.com/stampede-cache/stampede"
 )
 
 // ScopeName is the name of the instrumentation scope, the meter, of the instruments.
@@ -37,34 +35,14 @@ type Options struct {
 	// must be strictly increasing. If nil: 100ms, 500ms, 1s, 5s, 10s, 30s, 1m, 5m, 15m, 1h.
 	StaleAgeBuckets []float64
 
-	// MaxHotKeys bounds how many keys the hot-key gauge (stampede.hot_key.requests) holds at
-	// once, and so its number of attribute sets. When it is full, a newly reported key replaces
-	// the tracked key of the lowest rate if its own rate is higher, and is left out otherwise;
-	// the cache's count of reports (stampede.hot_keys) counts it either way. If 0, the default
-	// is 20, more than the 16 keys the cache's detector tracks by default; it may not be
-	// negative.
-	MaxHotKeys int
-
-	// HotKeyTTL is how long a key stays in the hot-key gauge, with the rate of its last
-	// report, after it was last reported hot. The cache reports a hot key once per detection
-	// window (stampede.HotKeys.Window, 1 second by default), so a key drops out of the gauge
-	// when it has not been hot for HotKeyTTL. Set it to at least twice the window, and to at
-	// least the export interval so that a key hot for a single window reaches an export. If 0,
-	// the default is 30 seconds; it may not be negative.
-	HotKeyTTL time.Duration
-
-	// HotKeyLabel maps a hot key to the value of its key attribute, for example to strip
-	// personal data or to group keys by their prefix; keys that map to the same value share one
-	// attribute set, which shows the rate reported last. An empty result leaves the key out of
-	// the gauge. The result is made valid UTF-8 and cut to 128 bytes. It is called once per
-	// hot-key report and must be safe for concurrent use. If nil, the key itself is the value.
+	// HotKeyLabel maps a hot key to the value of its key attribute in stampede.hot_key.requests,
+	// for example to strip personal data or to group keys by their prefix; keys that map to the
+	// same value share one attribute set, which shows the rate of the hottest of them. An empty
+	// result leaves the key out of the gauge. The result is made valid UTF-8 and cut to 128
+	// bytes. It is called at each collection for each of the cache's top keys, and must be safe
+	// for concurrent use. If nil, the key itself is the value.
 	HotKeyLabel func(key string) string
 }
-
-const (
-	defaultMaxHotKeys = 20
-	defaultHotKeyTTL  = 30 * time.Second
-)
 
 // defaultLoadBuckets returns the default buckets of load and lease wait latency, in seconds.
 func defaultLoadBuckets() []float64 {
@@ -89,9 +67,9 @@ type Metrics struct {
 	redisOpErrors                   metric.Int64Counter
 	opAttrs                         sync.Map // op string -> []metric.AddOption
 	hotKeyRate                      metric.Float64ObservableGauge
-	hot                             *hotKeys
+	hotKeyLabel                     func(key string) string // Options.HotKeyLabel
 
-	stats        atomic.Pointer[func() stampede.Stats] // set by ObserveStats; nil: no counters
+	src          atomic.Pointer[Source] // set by Observe; nil or nil Source: none observed
 	statCounters statCounters
 	registration metric.Registration
 }
@@ -113,8 +91,8 @@ func New(mp metric.MeterProvider, cache string, opts Options) (*Metrics, error) 
 	opts.setDefaults()
 	meter := mp.Meter(ScopeName)
 	m := &Metrics{
-		cache: attribute.String("cache", cache),
-		hot:   newHotKeys(opts.MaxHotKeys, opts.HotKeyTTL, opts.HotKeyLabel),
+		cache:       attribute.String("cache", cache),
+		hotKeyLabel: opts.HotKeyLabel,
 	}
 	result := func(r string) []metric.RecordOption {
 		return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(m.cache, attribute.String("result", r)))}
@@ -148,8 +126,8 @@ func New(mp metric.MeterProvider, cache string, opts Options) (*Metrics, error) 
 		metric.WithUnit("{error}"))
 	check(err)
 	m.hotKeyRate, err = meter.Float64ObservableGauge("stampede.hot_key.requests",
-		metric.WithDescription("Estimated request rate, per second to this instance, of the keys reported "+
-			"hot: the rate of each key's last report, for HotKeyTTL after it (at most MaxHotKeys keys)."),
+		metric.WithDescription("Estimated request rate, per second to this instance, of the cache's most "+
+			"requested keys in the last hot-key detection window (at most stampede.HotKeys.TopK keys)."),
 		metric.WithUnit("{request}/s"))
 	check(err)
 	m.statCounters, err = newStatCounters(meter, m.cache)
@@ -165,22 +143,40 @@ func New(mp metric.MeterProvider, cache string, opts Options) (*Metrics, error) 
 }
 
 // Unregister stops the observation of the counters and of the hot-key gauge, and releases the
-// function given to ObserveStats. The hooks keep recording to their instruments, which
-// OpenTelemetry cannot remove. Unregister is idempotent.
+// Source given to Observe. The hooks keep recording to their instruments, which OpenTelemetry
+// cannot remove. Unregister is idempotent.
 func (m *Metrics) Unregister() error {
-	m.stats.Store(nil)
+	m.src.Store(nil)
 	return m.registration.Unregister()
 }
 
-// observe is the callback of the observable instruments, run at each collection.
+// observe is the callback of the observable instruments, run at each collection: it reads the
+// Source given to Observe, if any, its Stats and its HotKeys once each.
 func (m *Metrics) observe(_ context.Context, o metric.Observer) error {
-	for _, k := range m.hot.snapshot() {
-		o.ObserveFloat64(m.hotKeyRate, k.rate, metric.WithAttributes(m.cache, attribute.String("key", k.label)))
+	src := m.src.Load()
+	if src == nil || *src == nil {
+		return nil
 	}
-	if f := m.stats.Load(); f != nil {
-		m.statCounters.observe(o, (*f)())
+	m.statCounters.observe(o, (*src).Stats())
+	keys := (*src).HotKeys() // hottest first: an attribute value shared by keys shows the hottest
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if v := m.keyValue(k.Key); v != "" && !seen[v] {
+			seen[v] = true
+			o.ObserveFloat64(m.hotKeyRate, k.Rate, metric.WithAttributes(m.cache, attribute.String("key", v)))
+		}
 	}
 	return nil
+}
+
+// keyValue returns the value of the key attribute of key: Options.HotKeyLabel's, or key, made
+// valid UTF-8 (OTLP and Prometheus need it) and cut at a rune boundary to at most 128 bytes.
+func (m *Metrics) keyValue(key string) string {
+	if m.hotKeyLabel != nil {
+		key = m.hotKeyLabel(key)
+	}
+	v := strings.ToValidUTF8(key, "\uFFFD")
+	return strings.ToValidUTF8(v[:min(len(v), 128)], "") // drops a rune cut in two
 }
 
 func (o *Options) validate() error {
@@ -192,12 +188,6 @@ func (o *Options) validate() error {
 		if b.buckets != nil && !increasing(b.buckets) {
 			errs = append(errs, fmt.Errorf("stampedeotel: %s %v must be non-empty and strictly increasing", b.name, b.buckets))
 		}
-	}
-	if o.MaxHotKeys < 0 {
-		errs = append(errs, fmt.Errorf("stampedeotel: negative MaxHotKeys %d", o.MaxHotKeys))
-	}
-	if o.HotKeyTTL < 0 {
-		errs = append(errs, fmt.Errorf("stampedeotel: negative HotKeyTTL %v", o.HotKeyTTL))
 	}
 	return errors.Join(errs...)
 }
@@ -211,12 +201,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.StaleAgeBuckets == nil {
 		o.StaleAgeBuckets = defaultStaleAgeBuckets()
-	}
-	if o.MaxHotKeys == 0 {
-		o.MaxHotKeys = defaultMaxHotKeys
-	}
-	if o.HotKeyTTL == 0 {
-		o.HotKeyTTL = defaultHotKeyTTL
 	}
 }
 

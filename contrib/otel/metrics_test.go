@@ -33,7 +33,7 @@ func TestHitsMissesAndLoads(t *testing.T) {
 		r := miniRedis(t)
 		other := newCache(t, r) // another instance of the service, not instrumented
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
-		m.ObserveStats(c.Stats)
+		m.Observe(c)
 
 		v, err := c.Get(ctx, "user:1", loader("ann", nil))
 		require.NoError(t, err)
@@ -65,6 +65,8 @@ func TestHitsMissesAndLoads(t *testing.T) {
 			`stampede.redis.errors{cache="users"}`:                           0,
 			`stampede.fenced_loads{cache="users"}`:                           0,
 			`stampede.hot_keys{cache="users"}`:                               0,
+			`stampede.replica.hits{cache="users"}`:                           0,
+			`stampede.replica.misses{cache="users"}`:                         0,
 			`stampede.load.duration_count{cache="users",result="ok"}`:        1,
 			`stampede.load.duration_sum{cache="users",result="ok"}`:          loadTime.Seconds(),
 			`stampede.load.duration_count{cache="users",result="error"}`:     1,
@@ -119,7 +121,7 @@ func TestLeaseWait(t *testing.T) {
 		r := miniRedis(t)
 		other := newCache(t, r)
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
-		m.ObserveStats(c.Stats)
+		m.Observe(c)
 
 		started, gate := make(chan struct{}), make(chan struct{})
 		held := func(context.Context, string) (string, error) {
@@ -162,7 +164,7 @@ func TestStaleServedAndRefreshed(t *testing.T) {
 		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
 			stampede.WithTTL(time.Second), stampede.WithJitter(0), stampede.WithEarlyRefresh(0),
 			stampede.WithStaleWhileRevalidate(10*time.Second))
-		m.ObserveStats(c.Stats)
+		m.Observe(c)
 
 		_, err := c.Get(ctx, "k", loader("v1", nil))
 		require.NoError(t, err)
@@ -193,7 +195,7 @@ func TestRedisErrorsByOperation(t *testing.T) {
 		reader, m := instrumented(t, stampedeotel.Options{})
 		r := miniRedis(t)
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
-		m.ObserveStats(c.Stats)
+		m.Observe(c)
 
 		r.SetError("ERR injected")
 		v, err := c.Get(ctx, "k", loader("v", nil))
@@ -211,22 +213,54 @@ func TestRedisErrorsByOperation(t *testing.T) {
 	})
 }
 
-// TestObserveStatsNilStops checks that the Stats counters go when ObserveStats is given nil.
-func TestObserveStatsNilStops(t *testing.T) {
+// TestReplicaHitsAndMisses reads a replicated key: a miss of a replica and of the primary, then
+// hits of the replicas the load filled, then a replica miss once they expired.
+func TestReplicaHitsAndMisses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reader, m := instrumented(t, stampedeotel.Options{})
+		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
+			stampede.WithReplicas(2), stampede.WithReplicaTTL(time.Second))
+		m.Observe(c)
+
+		for range 4 { // a load that fills the replicas, then replica hits
+			_, err := c.Get(ctx, "k", loader("v", nil))
+			require.NoError(t, err)
+		}
+		time.Sleep(2 * time.Second) // the replicas expire, the primary stays
+		_, err := c.Get(ctx, "k", loader("v", nil))
+		require.NoError(t, err)
+
+		s := c.Stats()
+		require.Equal(t, uint64(3), s.ReplicaHits)
+		require.Equal(t, uint64(2), s.ReplicaMisses)
+		requirePoints(t, map[string]float64{
+			`stampede.replica.hits{cache="users"}`:    3,
+			`stampede.replica.misses{cache="users"}`:  2,
+			`stampede.hits{cache="users",layer="l2"}`: float64(s.L2Hits),
+		}, collect(t, reader))
+	})
+}
+
+// TestObserveNilStops checks that the counters and the hot-key gauge go when Observe is given
+// nil.
+func TestObserveNilStops(t *testing.T) {
 	reader, m := instrumented(t, stampedeotel.Options{})
-	m.ObserveStats(func() stampede.Stats { return stampede.Stats{L1Hits: 7} })
-	require.Equal(t, 7.0, collect(t, reader)[`stampede.hits{cache="users",layer="l1"}`])
-	m.ObserveStats(nil)
-	require.Empty(t, withPrefix(collect(t, reader), "stampede.hits"))
+	m.Observe(source{stats: stampede.Stats{L1Hits: 7}, hot: []stampede.HotKey{{Key: "k", Rate: 9}}})
+	got := collect(t, reader)
+	require.Equal(t, 7.0, got[`stampede.hits{cache="users",layer="l1"}`])
+	require.Equal(t, 9.0, got[`stampede.hot_key.requests{cache="users",key="k"}`])
+	m.Observe(nil)
+	got = collect(t, reader)
+	require.Empty(t, withPrefix(got, "stampede.hits"))
+	require.Empty(t, withPrefix(got, "stampede.hot_key.requests"))
 }
 
 // TestUnregister checks that Unregister stops the observations, once and for all, and leaves
 // the hooks recording.
 func TestUnregister(t *testing.T) {
 	reader, m := instrumented(t, stampedeotel.Options{})
-	m.ObserveStats(func() stampede.Stats { return stampede.Stats{Misses: 1} })
+	m.Observe(source{stats: stampede.Stats{Misses: 1}, hot: []stampede.HotKey{{Key: "k", Rate: 2000}}})
 	h := m.Hooks()
-	h.OnHotKey("k", 2000)
 	require.NoError(t, m.Unregister())
 	require.NoError(t, m.Unregister())
 	h.OnLoad("k", time.Millisecond, nil)
@@ -262,8 +296,8 @@ func TestTwoCachesShareAProvider(t *testing.T) {
 	require.NoError(t, err)
 	orders, err := stampedeotel.New(mp, "orders", stampedeotel.Options{})
 	require.NoError(t, err)
-	users.ObserveStats(func() stampede.Stats { return stampede.Stats{Misses: 2} })
-	orders.ObserveStats(func() stampede.Stats { return stampede.Stats{Misses: 5} })
+	users.Observe(source{stats: stampede.Stats{Misses: 2}})
+	orders.Observe(source{stats: stampede.Stats{Misses: 5}})
 	orders.Hooks().OnLeaseWait("k", time.Second)
 
 	got := collect(t, reader)
@@ -291,8 +325,6 @@ func TestNewValidates(t *testing.T) {
 		{"decreasing buckets", mp, "c", stampedeotel.Options{LoadBuckets: []float64{1, 0.5}}, "LoadBuckets"},
 		{"empty buckets", mp, "c", stampedeotel.Options{WaitBuckets: []float64{}}, "WaitBuckets"},
 		{"repeated bucket", mp, "c", stampedeotel.Options{StaleAgeBuckets: []float64{1, 1}}, "StaleAgeBuckets"},
-		{"negative MaxHotKeys", mp, "c", stampedeotel.Options{MaxHotKeys: -1}, "MaxHotKeys"},
-		{"negative HotKeyTTL", mp, "c", stampedeotel.Options{HotKeyTTL: -time.Second}, "HotKeyTTL"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var err error

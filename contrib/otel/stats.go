@@ -9,22 +9,34 @@ import (
 	"github.com/stampede-cache/stampede"
 )
 
-// ObserveStats makes every collection read the cache's counters through stats, usually the
-// cache's Stats method, and observe them as counters: stampede.hits by layer (l1, l2),
-// stampede.misses, stampede.loads, stampede.load.errors, stampede.lease.waits,
-// stampede.early_refreshes, stampede.stale_served, stampede.redis.errors,
-// stampede.fenced_loads and stampede.hot_keys. Until it is called, or after it is called with nil, these counters are
-// not observed. A later call replaces stats, for instance when the cache was replaced; the
-// counters then start again from the new cache's, which backends take as a counter reset.
+// Source is what Metrics observes at each collection: the cache's counters and its most
+// requested keys. Any *stampede.Cache[V] is a Source.
+type Source interface {
+	// Stats returns the cache's cumulative counters.
+	Stats() stampede.Stats
+	// HotKeys returns the most requested keys of the last detection window, hottest first.
+	HotKeys() []stampede.HotKey
+}
+
+// Observe makes every collection read src, usually the cache, and observe what it reads:
 //
-// stats is called once per collection, on the collecting goroutine; it must be safe for
-// concurrent use.
-func (m *Metrics) ObserveStats(stats func() stampede.Stats) {
-	if stats == nil {
-		m.stats.Store(nil)
-		return
-	}
-	m.stats.Store(&stats)
+//   - its Stats as counters: stampede.hits by layer (l1, l2), stampede.misses,
+//     stampede.loads, stampede.load.errors, stampede.lease.waits, stampede.early_refreshes,
+//     stampede.stale_served, stampede.redis.errors, stampede.fenced_loads, stampede.hot_keys,
+//     stampede.replica.hits and stampede.replica.misses;
+//   - its HotKeys in the gauge stampede.hot_key.requests, one attribute set per key (see
+//     Options.HotKeyLabel) with its rate in the last detection window: at most
+//     stampede.HotKeys.TopK keys, none when hot-key detection is off.
+//
+// Until Observe is called, or after it is called with nil, none of these is observed. A later
+// call replaces src, for instance when the cache was replaced; the counters then start again
+// from the new cache's, which backends take as a counter reset. A closed cache keeps its last
+// counters and hot keys: call Observe(nil), or Unregister, when closing it.
+//
+// src is read once per collection, on the collecting goroutine; it must be safe for concurrent
+// use.
+func (m *Metrics) Observe(src Source) {
+	m.src.Store(&src)
 }
 
 // statCounters are the observable counters of stampede.Stats.
@@ -32,6 +44,7 @@ type statCounters struct {
 	hits                                                  metric.Int64ObservableCounter // by layer
 	misses, loads, loadErrors, leaseWaits, earlyRefreshes metric.Int64ObservableCounter
 	staleServed, redisErrors, fencedLoads, hotKeys        metric.Int64ObservableCounter
+	replicaHits, replicaMisses                            metric.Int64ObservableCounter
 	l1, l2, cache                                         metric.ObserveOption // attribute sets
 }
 
@@ -67,6 +80,10 @@ func newStatCounters(meter metric.Meter, cache attribute.KeyValue) (statCounters
 			"Loads whose value was not written because a write to the key came after the load began."),
 		hotKeys: counter("stampede.hot_keys", "{report}",
 			"Hot-key reports: one per key over the threshold per detection window."),
+		replicaHits: counter("stampede.replica.hits", "{request}",
+			"Gets answered from a replica of a replicated hot key; they count among the l2 hits too."),
+		replicaMisses: counter("stampede.replica.misses", "{read}",
+			"Reads of a replica that found nothing servable, so that the primary key was read instead."),
 		l1:    metric.WithAttributeSet(attribute.NewSet(cache, attribute.String("layer", "l1"))),
 		l2:    metric.WithAttributeSet(attribute.NewSet(cache, attribute.String("layer", "l2"))),
 		cache: metric.WithAttributeSet(attribute.NewSet(cache)),
@@ -77,7 +94,8 @@ func newStatCounters(meter metric.Meter, cache attribute.KeyValue) (statCounters
 // all returns the instruments, for the registration of the callback.
 func (s *statCounters) all() []metric.Observable {
 	return []metric.Observable{s.hits, s.misses, s.loads, s.loadErrors, s.leaseWaits,
-		s.earlyRefreshes, s.staleServed, s.redisErrors, s.fencedLoads, s.hotKeys}
+		s.earlyRefreshes, s.staleServed, s.redisErrors, s.fencedLoads, s.hotKeys, s.replicaHits,
+		s.replicaMisses}
 }
 
 func (s *statCounters) observe(o metric.Observer, st stampede.Stats) {
@@ -93,4 +111,6 @@ func (s *statCounters) observe(o metric.Observer, st stampede.Stats) {
 	o.ObserveInt64(s.redisErrors, n(st.RedisErrors), s.cache)
 	o.ObserveInt64(s.fencedLoads, n(st.FencedLoads), s.cache)
 	o.ObserveInt64(s.hotKeys, n(st.HotKeys), s.cache)
+	o.ObserveInt64(s.replicaHits, n(st.ReplicaHits), s.cache)
+	o.ObserveInt64(s.replicaMisses, n(st.ReplicaMisses), s.cache)
 }

@@ -56,6 +56,15 @@ func newCache(t testing.TB, m *miniredis.Miniredis, opts ...stampede.Option) *st
 	return c
 }
 
+// source is a Source of fixed counters and hot keys.
+type source struct {
+	stats stampede.Stats
+	hot   []stampede.HotKey
+}
+
+func (s source) Stats() stampede.Stats      { return s.stats }
+func (s source) HotKeys() []stampede.HotKey { return s.hot }
+
 // loadTime is how long every test loader takes, on the fake clock of a synctest bubble.
 const loadTime = 20 * time.Millisecond
 

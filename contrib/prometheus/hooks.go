@@ -8,39 +8,34 @@ import (
 )
 
 // Hooks returns the callbacks that record the cache's events; give them to stampede.New
-// through stampede.WithHooks, or combine them with others through Wrap. They record:
+// through stampede.WithHooks, alone or joined with your own hooks by stampede.JoinHooks:
+//
+//	stampede.WithHooks(stampede.JoinHooks(m.Hooks(), myHooks))
+//
+// They record:
 //
 //   - OnLoad: the load's duration in stampede_load_duration_seconds, by result (ok,
 //     not_found, or error for any other error, a panic included);
 //   - OnLeaseWait: the wait in stampede_lease_wait_duration_seconds;
 //   - OnStaleServed: the value's age past its fresh lifetime in stampede_stale_age_seconds;
-//   - OnRedisError: one error in stampede_redis_op_errors_total, by operation;
-//   - OnHotKey: the key's rate in the stampede_hot_key_requests_per_second gauge (see
-//     Options.MaxHotKeys and Options.HotKeyTTL).
+//   - OnRedisError: one error in stampede_redis_op_errors_total, by operation.
 //
-// The counts of these events are the cache's own counters, exported by ObserveStats. So
-// OnEarlyRefresh is nil: stampede_early_refreshes_total counts early refreshes, and the hook
-// carries nothing more.
+// The counts of events are the cache's own counters, and the hot keys its own list, both read
+// by Observe. So the other fields are nil: stampede_early_refreshes_total counts early
+// refreshes, stampede_hot_key_requests_per_second shows the hot keys, and their hooks would
+// carry nothing more.
 //
 // The callbacks are safe for concurrent use. OnLoad, OnLeaseWait and OnStaleServed update
 // histograms resolved in advance, without a lock; OnRedisError looks up the operation's series
 // under the vector's read lock (it creates it at the operation's first error); none of them
-// allocates. OnHotKey, which the cache calls once per detection window per hot key, takes a
-// short lock.
+// allocates.
 func (m *Metrics) Hooks() stampede.Hooks {
 	return stampede.Hooks{
 		OnLoad:        m.onLoad,
 		OnLeaseWait:   m.onLeaseWait,
 		OnStaleServed: m.onStaleServed,
 		OnRedisError:  m.onRedisError,
-		OnHotKey:      m.onHotKey,
 	}
-}
-
-// Wrap returns Hooks that call m's callbacks (see Hooks) and then h's, so that the cache
-// reports both to m and to the caller's own hooks. A nil field of h is skipped.
-func (m *Metrics) Wrap(h stampede.Hooks) stampede.Hooks {
-	return chain(m.Hooks(), h)
 }
 
 func (m *Metrics) onLoad(_ string, took time.Duration, err error) {
@@ -65,8 +60,4 @@ func (m *Metrics) onStaleServed(_ string, age time.Duration) {
 
 func (m *Metrics) onRedisError(op, _ string, _ error) {
 	m.redisOpErrors.WithLabelValues(op).Inc()
-}
-
-func (m *Metrics) onHotKey(key string, rate float64) {
-	m.hot.record(key, rate)
 }

@@ -13,85 +13,77 @@ import (
 	stampedeprom "github.com/stampede-cache/stampede/contrib/prometheus"
 )
 
-// TestHotKeyOfRealGets requests a key 200 times in a detection window of a real cache, and
-// checks that the end of the window shows it in the gauge and in the count of reports.
+const gauge = "stampede_hot_key_requests_per_second"
+
+// hotCache returns a cache that detects hot keys over windows of a second, counting every
+// request, and that m observes.
+func hotCache(t *testing.T, m *stampedeprom.Metrics, h stampede.HotKeys) *stampede.Cache[string] {
+	t.Helper()
+	h.Window, h.SampleRate = time.Second, 1
+	c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()), stampede.WithHotKeys(h))
+	m.Observe(c)
+	return c
+}
+
+// getN gets each key of n as many times as n says.
+func getN(t *testing.T, c *stampede.Cache[string], n map[string]int) {
+	t.Helper()
+	for key, times := range n {
+		for range times {
+			_, err := c.Get(ctx, key, loader("v", nil))
+			require.NoError(t, err)
+		}
+	}
+}
+
+// nextWindow waits for the end of the current detection window.
+func nextWindow() {
+	time.Sleep(time.Second)
+	synctest.Wait()
+}
+
+// TestHotKeyOfRealGets requests keys through a real cache over detection windows, and checks
+// that the gauge shows the keys of the last window with their rates, and only those.
 func TestHotKeyOfRealGets(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg, m := instrumented(t, stampedeprom.Options{})
-		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()),
-			stampede.WithHotKeys(stampede.HotKeys{Threshold: 100, Window: time.Second, SampleRate: 1}))
-		m.ObserveStats(c.Stats)
+		c := hotCache(t, m, stampede.HotKeys{Threshold: 100})
 
-		for _, k := range []struct {
-			key string
-			n   int
-		}{{"user:celeb", 200}, {"user:quiet", 10}} {
-			for range k.n {
-				_, err := c.Get(ctx, k.key, loader("v", nil))
-				require.NoError(t, err)
-			}
-		}
-		time.Sleep(time.Second) // the window ends
-		synctest.Wait()
-
+		getN(t, c, map[string]int{"user:celeb": 200, "user:quiet": 10})
+		require.Empty(t, withPrefix(scrape(t, reg), gauge), "no window has ended")
+		nextWindow()
 		got := scrape(t, reg)
 		require.Equal(t, map[string]float64{
-			`stampede_hot_key_requests_per_second{cache="users",key="user:celeb"}`: 200,
-		}, withPrefix(got, "stampede_hot_key_requests_per_second"))
-		require.Equal(t, 1.0, got[`stampede_hot_keys_total{cache="users"}`])
+			gauge + `{cache="users",key="user:celeb"}`: 200,
+			gauge + `{cache="users",key="user:quiet"}`: 10,
+		}, withPrefix(got, gauge))
+		require.Equal(t, 1.0, got[`stampede_hot_keys_total{cache="users"}`], "only user:celeb crossed the threshold")
+
+		getN(t, c, map[string]int{"user:quiet": 150})
+		nextWindow()
+		got = scrape(t, reg)
+		require.Equal(t, map[string]float64{
+			gauge + `{cache="users",key="user:quiet"}`: 150,
+		}, withPrefix(got, gauge), "user:celeb was not requested in the last window")
+		require.Equal(t, 2.0, got[`stampede_hot_keys_total{cache="users"}`])
+
+		nextWindow()
+		require.Empty(t, withPrefix(scrape(t, reg), gauge), "a quiet window")
 	})
 }
 
-// TestHotKeyGaugeIsBounded reports more hot keys than the gauge holds, and lets them cool down.
-func TestHotKeyGaugeIsBounded(t *testing.T) {
+// TestHotKeyGaugeIsBoundedByTopK requests more keys than the detector keeps: the gauge shows
+// the hottest TopK.
+func TestHotKeyGaugeIsBoundedByTopK(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg, m := instrumented(t, stampedeprom.Options{MaxHotKeys: 2, HotKeyTTL: 10 * time.Second})
-		h := m.Hooks()
-		gauge := func() map[string]float64 { return withPrefix(scrape(t, reg), "stampede_hot_key_requests_per_second") }
-
-		h.OnHotKey("user:a", 1500)
-		h.OnHotKey("user:b", 1200)
-		h.OnHotKey("user:c", 1000) // the gauge is full of hotter keys: left out
+		reg, m := instrumented(t, stampedeprom.Options{})
+		c := hotCache(t, m, stampede.HotKeys{Threshold: 1000, TopK: 2})
+		getN(t, c, map[string]int{"a": 30, "b": 20, "c": 10})
+		nextWindow()
 		require.Equal(t, map[string]float64{
-			`stampede_hot_key_requests_per_second{cache="users",key="user:a"}`: 1500,
-			`stampede_hot_key_requests_per_second{cache="users",key="user:b"}`: 1200,
-		}, gauge())
-
-		h.OnHotKey("user:d", 2000) // hotter than user:b, the coolest: replaces it
-		require.Equal(t, map[string]float64{
-			`stampede_hot_key_requests_per_second{cache="users",key="user:a"}`: 1500,
-			`stampede_hot_key_requests_per_second{cache="users",key="user:d"}`: 2000,
-		}, gauge())
-
-		time.Sleep(6 * time.Second)
-		h.OnHotKey("user:a", 1600) // still hot a window later: its rate is updated
-		time.Sleep(5 * time.Second)
-		require.Equal(t, map[string]float64{
-			`stampede_hot_key_requests_per_second{cache="users",key="user:a"}`: 1600,
-		}, gauge(), "user:d was last reported 11s ago")
-
-		h.OnHotKey("user:e", 1) // a free place takes any rate
-		time.Sleep(6 * time.Second)
-		require.Equal(t, map[string]float64{
-			`stampede_hot_key_requests_per_second{cache="users",key="user:e"}`: 1,
-		}, gauge())
-		time.Sleep(5 * time.Second)
-		require.Empty(t, gauge())
-	})
-}
-
-// TestHotKeyExpiredMakeRoom checks that a full gauge drops its expired keys before it compares
-// rates.
-func TestHotKeyExpiredMakeRoom(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		reg, m := instrumented(t, stampedeprom.Options{MaxHotKeys: 1, HotKeyTTL: time.Second})
-		h := m.Hooks()
-		h.OnHotKey("hot", 5000)
-		time.Sleep(2 * time.Second)
-		h.OnHotKey("warm", 1000)
-		require.Equal(t, map[string]float64{
-			`stampede_hot_key_requests_per_second{cache="users",key="warm"}`: 1000,
-		}, withPrefix(scrape(t, reg), "stampede_hot_key_requests_per_second"))
+			gauge + `{cache="users",key="a"}`: 30,
+			gauge + `{cache="users",key="b"}`: 20,
+		}, withPrefix(scrape(t, reg), gauge))
 	})
 }
 
@@ -99,32 +91,49 @@ func TestHotKeyExpiredMakeRoom(t *testing.T) {
 // and the mapping of keys to labels.
 func TestHotKeyLabel(t *testing.T) {
 	t.Run("default", func(t *testing.T) {
-		reg, m := instrumented(t, stampedeprom.Options{})
-		h := m.Hooks()
-		long := strings.Repeat("é", 100) // 200 bytes
-		h.OnHotKey("bad\xffutf8", 1)
-		h.OnHotKey(long, 2)
-		got := withPrefix(scrape(t, reg), "stampede_hot_key_requests_per_second") // the pedantic registry checks them
-		require.Equal(t, map[string]float64{
-			`stampede_hot_key_requests_per_second{cache="users",key="bad` + "\uFFFD" + `utf8"}`: 1,
-			`stampede_hot_key_requests_per_second{cache="users",key="` + long[:128] + `"}`:      2,
-		}, got)
-		require.True(t, utf8.ValidString(long[:128]))
+		synctest.Test(t, func(t *testing.T) {
+			reg, m := instrumented(t, stampedeprom.Options{})
+			c := hotCache(t, m, stampede.HotKeys{})
+			long := "x" + strings.Repeat("é", 100) // 201 bytes: byte 128 is within an é
+			getN(t, c, map[string]int{"bad\xffutf8": 1, long: 2, long + "!": 3})
+			nextWindow()
+			require.Equal(t, map[string]float64{
+				gauge + `{cache="users",key="bad` + "\uFFFD" + `utf8"}`: 1,
+				gauge + `{cache="users",key="` + long[:127] + `"}`:      3, // the hotter of the two
+			}, withPrefix(scrape(t, reg), gauge)) // the pedantic registry checks them
+			require.True(t, utf8.ValidString(long[:127]))
+		})
 	})
 	t.Run("mapped", func(t *testing.T) {
-		reg, m := instrumented(t, stampedeprom.Options{HotKeyLabel: func(key string) string {
-			prefix, _, ok := strings.Cut(key, ":")
-			if !ok || prefix == "session" {
-				return "" // never shown
-			}
-			return prefix + ":*"
-		}})
-		h := m.Hooks()
-		h.OnHotKey("user:1", 1000)
-		h.OnHotKey("user:2", 1200)
-		h.OnHotKey("session:secret", 9000)
-		require.Equal(t, map[string]float64{
-			`stampede_hot_key_requests_per_second{cache="users",key="user:*"}`: 1200,
-		}, withPrefix(scrape(t, reg), "stampede_hot_key_requests_per_second"))
+		synctest.Test(t, func(t *testing.T) {
+			reg, m := instrumented(t, stampedeprom.Options{HotKeyLabel: func(key string) string {
+				prefix, _, ok := strings.Cut(key, ":")
+				if !ok || prefix == "session" {
+					return "" // never shown
+				}
+				return prefix + ":*"
+			}})
+			c := hotCache(t, m, stampede.HotKeys{})
+			getN(t, c, map[string]int{"user:1": 10, "user:2": 12, "session:secret": 90, "nocolon": 5})
+			nextWindow()
+			require.Equal(t, map[string]float64{
+				gauge + `{cache="users",key="user:*"}`: 12,
+			}, withPrefix(scrape(t, reg), gauge))
+		})
+	})
+}
+
+// TestHotKeysOff checks that a cache without hot-key detection shows no gauge, and its
+// counters all the same.
+func TestHotKeysOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg, m := instrumented(t, stampedeprom.Options{})
+		c := newCache(t, miniRedis(t), stampede.WithoutHotKeys())
+		m.Observe(c)
+		getN(t, c, map[string]int{"k": 3})
+		nextWindow()
+		got := scrape(t, reg)
+		require.Empty(t, withPrefix(got, gauge))
+		require.Equal(t, 2.0, got[`stampede_hits_total{cache="users",layer="l1"}`])
 	})
 }

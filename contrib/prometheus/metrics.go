@@ -3,13 +3,11 @@ package stampedeprom
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/stampede-cache/stampede"
 )
 
 // Options tune a Metrics. The zero value gives the defaults.
@@ -30,34 +28,14 @@ type Options struct {
 	// They must be strictly increasing. If nil: 100ms, 500ms, 1s, 5s, 10s, 30s, 1m, 5m, 15m, 1h.
 	StaleAgeBuckets []float64
 
-	// MaxHotKeys bounds how many keys the hot-key gauge (stampede_hot_key_requests_per_second)
-	// holds at once, and so its number of series. When it is full, a newly reported key
-	// replaces the tracked key of the lowest rate if its own rate is higher, and is left out
-	// otherwise; the cache's count of reports (stampede_hot_keys_total) counts it either way.
-	// If 0, the default is 20, more than the 16 keys the cache's detector tracks by default;
-	// it may not be negative.
-	MaxHotKeys int
-
-	// HotKeyTTL is how long a key stays in the hot-key gauge, with the rate of its last
-	// report, after it was last reported hot. The cache reports a hot key once per detection
-	// window (stampede.HotKeys.Window, 1 second by default), so a key drops out of the gauge
-	// when it has not been hot for HotKeyTTL. Set it to at least twice the window, and to at
-	// least the scrape interval so that a key hot for a single window reaches a scrape. If 0,
-	// the default is 30 seconds; it may not be negative.
-	HotKeyTTL time.Duration
-
-	// HotKeyLabel maps a hot key to the value of its key label, for example to strip personal
-	// data or to group keys by their prefix; keys that map to the same value share one series,
-	// which shows the rate reported last. An empty result leaves the key out of the gauge. The
-	// result is made valid UTF-8 and cut to 128 bytes. It is called once per hot-key report and
-	// must be safe for concurrent use. If nil, the key itself is the label value.
+	// HotKeyLabel maps a hot key to the value of its key label in
+	// stampede_hot_key_requests_per_second, for example to strip personal data or to group keys
+	// by their prefix; keys that map to the same value share one series, which shows the rate of
+	// the hottest of them. An empty result leaves the key out of the gauge. The result is made
+	// valid UTF-8 and cut to 128 bytes. It is called at each scrape for each of the cache's top
+	// keys, and must be safe for concurrent use. If nil, the key itself is the label value.
 	HotKeyLabel func(key string) string
 }
-
-const (
-	defaultMaxHotKeys = 20
-	defaultHotKeyTTL  = 30 * time.Second
-)
 
 // defaultLoadBuckets returns the default buckets of load and lease wait latency, in seconds.
 func defaultLoadBuckets() []float64 {
@@ -81,9 +59,9 @@ type Metrics struct {
 	staleAge                        prometheus.Histogram
 	redisOpErrors                   *prometheus.CounterVec
 	hotKeyRate                      *prometheus.Desc
-	hot                             *hotKeys
+	hotKeyLabel                     func(key string) string // Options.HotKeyLabel
 
-	stats     atomic.Pointer[func() stampede.Stats] // set by ObserveStats; nil: no counters
+	src       atomic.Pointer[Source] // set by Observe; nil or nil Source: none observed
 	statDescs statDescs
 }
 
@@ -132,11 +110,11 @@ func New(reg prometheus.Registerer, cache string, opts Options) (*Metrics, error
 			ConstLabels: cl,
 		}, []string{"op"}),
 		hotKeyRate: prometheus.NewDesc("stampede_hot_key_requests_per_second",
-			"Estimated request rate, per second to this instance, of the keys reported hot: the rate "+
-				"of each key's last report, for HotKeyTTL after it (at most MaxHotKeys keys).",
+			"Estimated request rate, per second to this instance, of the cache's most requested keys "+
+				"in the last hot-key detection window (at most stampede.HotKeys.TopK keys).",
 			[]string{"key"}, cl),
-		hot:       newHotKeys(opts.MaxHotKeys, opts.HotKeyTTL, opts.HotKeyLabel),
-		statDescs: newStatDescs(cl),
+		hotKeyLabel: opts.HotKeyLabel,
+		statDescs:   newStatDescs(cl),
 	}
 	m.loadOK = m.loadDuration.WithLabelValues("ok")
 	m.loadNotFound = m.loadDuration.WithLabelValues("not_found")
@@ -165,22 +143,34 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect sends the current value of every metric of m, as prometheus.Collector requires. It
-// calls the function given to ObserveStats, if any, once.
+// reads the Source given to Observe, if any: its Stats and its HotKeys, once each.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.loadDuration.Collect(ch)
 	m.leaseWait.Collect(ch)
 	m.staleAge.Collect(ch)
 	m.redisOpErrors.Collect(ch)
-	for _, k := range m.hot.snapshot() {
-		metric, err := prometheus.NewConstMetric(m.hotKeyRate, prometheus.GaugeValue, k.rate, k.label)
-		if err != nil {
-			metric = prometheus.NewInvalidMetric(m.hotKeyRate, err)
+	src := m.src.Load()
+	if src == nil || *src == nil {
+		return
+	}
+	m.statDescs.collect(ch, (*src).Stats())
+	seen := make(map[string]bool)
+	for _, k := range (*src).HotKeys() { // hottest first: a shared label value shows the hottest
+		if l := m.label(k.Key); l != "" && !seen[l] {
+			seen[l] = true
+			ch <- prometheus.MustNewConstMetric(m.hotKeyRate, prometheus.GaugeValue, k.Rate, l)
 		}
-		ch <- metric
 	}
-	if f := m.stats.Load(); f != nil {
-		m.statDescs.collect(ch, (*f)())
+}
+
+// label returns the value of the key label of key: Options.HotKeyLabel's, or key, as valid
+// UTF-8 (Prometheus rejects anything else) cut at a rune boundary to at most 128 bytes.
+func (m *Metrics) label(key string) string {
+	if m.hotKeyLabel != nil {
+		key = m.hotKeyLabel(key)
 	}
+	key = strings.ToValidUTF8(key, "\uFFFD")
+	return strings.ToValidUTF8(key[:min(len(key), 128)], "") // drops a rune cut in two
 }
 
 func (o *Options) validate() error {
@@ -192,12 +182,6 @@ func (o *Options) validate() error {
 		if b.buckets != nil && !increasing(b.buckets) {
 			errs = append(errs, fmt.Errorf("stampedeprom: %s %v must be non-empty and strictly increasing", b.name, b.buckets))
 		}
-	}
-	if o.MaxHotKeys < 0 {
-		errs = append(errs, fmt.Errorf("stampedeprom: negative MaxHotKeys %d", o.MaxHotKeys))
-	}
-	if o.HotKeyTTL < 0 {
-		errs = append(errs, fmt.Errorf("stampedeprom: negative HotKeyTTL %v", o.HotKeyTTL))
 	}
 	return errors.Join(errs...)
 }
@@ -211,12 +195,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.StaleAgeBuckets == nil {
 		o.StaleAgeBuckets = defaultStaleAgeBuckets()
-	}
-	if o.MaxHotKeys == 0 {
-		o.MaxHotKeys = defaultMaxHotKeys
-	}
-	if o.HotKeyTTL == 0 {
-		o.HotKeyTTL = defaultHotKeyTTL
 	}
 }
 

@@ -32,7 +32,7 @@ func TestHitsMissesAndLoads(t *testing.T) {
 		r := miniRedis(t)
 		other := newCache(t, r) // another instance of the service, not instrumented
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
-		m.ObserveStats(c.Stats)
+		m.Observe(c)
 
 		v, err := c.Get(ctx, "user:1", loader("ann", nil))
 		require.NoError(t, err)
@@ -65,6 +65,8 @@ func TestHitsMissesAndLoads(t *testing.T) {
 			`stampede_redis_errors_total{cache="users"}`:                             0,
 			`stampede_fenced_loads_total{cache="users"}`:                             0,
 			`stampede_hot_keys_total{cache="users"}`:                                 0,
+			`stampede_replica_hits_total{cache="users"}`:                             0,
+			`stampede_replica_misses_total{cache="users"}`:                           0,
 			`stampede_lease_wait_duration_seconds_count{cache="users"}`:              0,
 			`stampede_lease_wait_duration_seconds_sum{cache="users"}`:                0,
 			`stampede_stale_age_seconds_count{cache="users"}`:                        0,
@@ -126,7 +128,7 @@ func TestLeaseWait(t *testing.T) {
 		r := miniRedis(t)
 		other := newCache(t, r)
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
-		m.ObserveStats(c.Stats)
+		m.Observe(c)
 
 		started, gate := make(chan struct{}), make(chan struct{})
 		held := func(context.Context, string) (string, error) {
@@ -169,7 +171,7 @@ func TestStaleServedAndRefreshed(t *testing.T) {
 		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
 			stampede.WithTTL(time.Second), stampede.WithJitter(0), stampede.WithEarlyRefresh(0),
 			stampede.WithStaleWhileRevalidate(10*time.Second))
-		m.ObserveStats(c.Stats)
+		m.Observe(c)
 
 		_, err := c.Get(ctx, "k", loader("v1", nil))
 		require.NoError(t, err)
@@ -200,7 +202,7 @@ func TestRedisErrorsByOperation(t *testing.T) {
 		reg, m := instrumented(t, stampedeprom.Options{})
 		r := miniRedis(t)
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
-		m.ObserveStats(c.Stats)
+		m.Observe(c)
 
 		r.SetError("ERR injected")
 		v, err := c.Get(ctx, "k", loader("v", nil))
@@ -218,13 +220,46 @@ func TestRedisErrorsByOperation(t *testing.T) {
 	})
 }
 
-// TestObserveStatsNilStops checks that the Stats counters go when ObserveStats is given nil.
-func TestObserveStatsNilStops(t *testing.T) {
+// TestReplicaHitsAndMisses reads a replicated key: a miss of a replica and of the primary, then
+// hits of the replicas the load filled, then a replica miss once they expired.
+func TestReplicaHitsAndMisses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg, m := instrumented(t, stampedeprom.Options{})
+		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
+			stampede.WithReplicas(2), stampede.WithReplicaTTL(time.Second))
+		m.Observe(c)
+
+		for range 4 { // a load that fills the replicas, then replica hits
+			_, err := c.Get(ctx, "k", loader("v", nil))
+			require.NoError(t, err)
+		}
+		time.Sleep(2 * time.Second) // the replicas expire, the primary stays
+		_, err := c.Get(ctx, "k", loader("v", nil))
+		require.NoError(t, err)
+
+		s := c.Stats()
+		require.Equal(t, uint64(3), s.ReplicaHits)
+		require.Equal(t, uint64(2), s.ReplicaMisses)
+		requireSamples(t, map[string]float64{
+			`stampede_replica_hits_total{cache="users"}`:    3,
+			`stampede_replica_misses_total{cache="users"}`:  2,
+			`stampede_hits_total{cache="users",layer="l2"}`: float64(s.L2Hits),
+		}, scrape(t, reg))
+	})
+}
+
+// TestObserveNilStops checks that the counters and the hot-key gauge go when Observe is given
+// nil.
+func TestObserveNilStops(t *testing.T) {
 	reg, m := instrumented(t, stampedeprom.Options{})
-	m.ObserveStats(func() stampede.Stats { return stampede.Stats{L1Hits: 7} })
-	require.Equal(t, 7.0, scrape(t, reg)[`stampede_hits_total{cache="users",layer="l1"}`])
-	m.ObserveStats(nil)
-	require.Empty(t, withPrefix(scrape(t, reg), "stampede_hits_total"))
+	m.Observe(source{stats: stampede.Stats{L1Hits: 7}, hot: []stampede.HotKey{{Key: "k", Rate: 9}}})
+	got := scrape(t, reg)
+	require.Equal(t, 7.0, got[`stampede_hits_total{cache="users",layer="l1"}`])
+	require.Equal(t, 9.0, got[`stampede_hot_key_requests_per_second{cache="users",key="k"}`])
+	m.Observe(nil)
+	got = scrape(t, reg)
+	require.Empty(t, withPrefix(got, "stampede_hits_total"))
+	require.Empty(t, withPrefix(got, "stampede_hot_key_requests_per_second"))
 }
 
 // TestHooksDoNotAllocate checks that the hooks of the request path cost no allocation.
@@ -255,7 +290,7 @@ func TestTwoCachesShareARegistry(t *testing.T) {
 	var already prometheus.AlreadyRegisteredError
 	require.ErrorAs(t, err, &already)
 
-	users.ObserveStats(func() stampede.Stats { return stampede.Stats{Misses: 2} })
+	users.Observe(source{stats: stampede.Stats{Misses: 2}})
 	got := scrape(t, reg)
 	require.Equal(t, 2.0, got[`stampede_misses_total{cache="users"}`])
 	require.Equal(t, 0.0, got[`stampede_load_duration_seconds_count{cache="orders",result="ok"}`])
@@ -281,8 +316,6 @@ func TestNewValidates(t *testing.T) {
 		{"decreasing buckets", reg, "c", stampedeprom.Options{LoadBuckets: []float64{1, 0.5}}, "LoadBuckets"},
 		{"empty buckets", reg, "c", stampedeprom.Options{WaitBuckets: []float64{}}, "WaitBuckets"},
 		{"repeated bucket", reg, "c", stampedeprom.Options{StaleAgeBuckets: []float64{1, 1}}, "StaleAgeBuckets"},
-		{"negative MaxHotKeys", reg, "c", stampedeprom.Options{MaxHotKeys: -1}, "MaxHotKeys"},
-		{"negative HotKeyTTL", reg, "c", stampedeprom.Options{HotKeyTTL: -time.Second}, "HotKeyTTL"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := stampedeprom.New(tt.reg, tt.cache, tt.opts)

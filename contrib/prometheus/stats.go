@@ -6,23 +6,34 @@ import (
 	"github.com/stampede-cache/stampede"
 )
 
-// ObserveStats makes every scrape read the cache's counters through stats, usually the
-// cache's Stats method, and export them: stampede_hits_total by layer (l1, l2),
-// stampede_misses_total, stampede_loads_total, stampede_load_errors_total,
-// stampede_lease_waits_total, stampede_early_refreshes_total, stampede_stale_served_total,
-// stampede_redis_errors_total, stampede_fenced_loads_total and stampede_hot_keys_total. Until it is called, or after it
-// is called with nil, these counters are not exported. A later call replaces stats, for
-// instance when the cache was replaced; the counters then start again from the new cache's,
-// which Prometheus's rate() takes as a counter reset.
+// Source is what Metrics reads at each scrape: the cache's counters and its most requested
+// keys. Any *stampede.Cache[V] is a Source.
+type Source interface {
+	// Stats returns the cache's cumulative counters.
+	Stats() stampede.Stats
+	// HotKeys returns the most requested keys of the last detection window, hottest first.
+	HotKeys() []stampede.HotKey
+}
+
+// Observe makes every scrape read src, usually the cache, and export what it reads:
 //
-// stats is called once per scrape, on the scraping goroutine; it must be safe for concurrent
-// use.
-func (m *Metrics) ObserveStats(stats func() stampede.Stats) {
-	if stats == nil {
-		m.stats.Store(nil)
-		return
-	}
-	m.stats.Store(&stats)
+//   - its Stats as counters: stampede_hits_total by layer (l1, l2), stampede_misses_total,
+//     stampede_loads_total, stampede_load_errors_total, stampede_lease_waits_total,
+//     stampede_early_refreshes_total, stampede_stale_served_total,
+//     stampede_redis_errors_total, stampede_fenced_loads_total, stampede_hot_keys_total,
+//     stampede_replica_hits_total and stampede_replica_misses_total;
+//   - its HotKeys in the gauge stampede_hot_key_requests_per_second, one series per key (see
+//     Options.HotKeyLabel) with its rate in the last detection window: at most
+//     stampede.HotKeys.TopK series, none when hot-key detection is off.
+//
+// Until Observe is called, or after it is called with nil, none of these is exported. A later
+// call replaces src, for instance when the cache was replaced; the counters then start again
+// from the new cache's, which Prometheus's rate() takes as a counter reset. A closed cache
+// keeps its last counters and hot keys: call Observe(nil), or Unregister, when closing it.
+//
+// src is read once per scrape, on the scraping goroutine; it must be safe for concurrent use.
+func (m *Metrics) Observe(src Source) {
+	m.src.Store(&src)
 }
 
 // statDescs describe the counters of stampede.Stats.
@@ -31,6 +42,7 @@ type statDescs struct {
 	misses, loads, loadErrors, leaseWaits    *prometheus.Desc
 	earlyRefreshes, staleServed, redisErrors *prometheus.Desc
 	fencedLoads, hotKeys                     *prometheus.Desc
+	replicaHits, replicaMisses               *prometheus.Desc
 }
 
 func newStatDescs(cl prometheus.Labels) statDescs {
@@ -60,12 +72,17 @@ func newStatDescs(cl prometheus.Labels) statDescs {
 			"Loads whose value was not written because a write to the key came after the load began."),
 		hotKeys: d("stampede_hot_keys_total",
 			"Hot-key reports: one per key over the threshold per detection window."),
+		replicaHits: d("stampede_replica_hits_total",
+			"Gets answered from a replica of a replicated hot key; they count among the l2 hits too."),
+		replicaMisses: d("stampede_replica_misses_total",
+			"Reads of a replica that found nothing servable, so that the primary key was read instead."),
 	}
 }
 
 func (d *statDescs) describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{d.hits, d.misses, d.loads, d.loadErrors, d.leaseWaits,
-		d.earlyRefreshes, d.staleServed, d.redisErrors, d.fencedLoads, d.hotKeys} {
+		d.earlyRefreshes, d.staleServed, d.redisErrors, d.fencedLoads, d.hotKeys, d.replicaHits,
+		d.replicaMisses} {
 		ch <- desc
 	}
 }
@@ -85,4 +102,6 @@ func (d *statDescs) collect(ch chan<- prometheus.Metric, s stampede.Stats) {
 	counter(d.redisErrors, s.RedisErrors)
 	counter(d.fencedLoads, s.FencedLoads)
 	counter(d.hotKeys, s.HotKeys)
+	counter(d.replicaHits, s.ReplicaHits)
+	counter(d.replicaMisses, s.ReplicaMisses)
 }
