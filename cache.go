@@ -233,8 +233,8 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 				if v == serveAndRefresh {
 					c.refreshInBackground(ctx, key, p, load, &e.h, now)
 				}
-				if obs.replica != "" {
-					c.copyToReplica(obs.replica, raw, e.h, p)
+				if obs.replica != "" && v == serve {
+					c.copyToReplica(obs.replica, raw, e.h, p) // a fresh value only
 				}
 				return e.result()
 			case fallback:

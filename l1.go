@@ -39,7 +39,15 @@ type l1[V any] struct {
 	epochs [l1Stripes]atomic.Uint64
 
 	mu      sync.Mutex
-	writing map[string]uint64 // guarded by mu: the generation this instance's fill of a key writes
+	writing map[string]*write // guarded by mu: this instance's writes of a key in progress
+}
+
+// write is this instance's write of a key in progress (a fill or a Set): the Filled messages of
+// the key that it holds back, and the newest of them.
+type write struct {
+	gen     uint64 // the generation it writes; 0 if unknown (a Set, or two writes at once)
+	writers int
+	skipped uint64 // the newest generation of a message held back
 }
 
 func newL1[V any](size int, ttl time.Duration, log *slog.Logger) (*l1[V], error) {
@@ -53,7 +61,7 @@ func newL1[V any](size int, ttl time.Duration, log *slog.Logger) (*l1[V], error)
 	if err != nil {
 		return nil, err
 	}
-	return &l1[V]{cache: c, ttl: ttl, seed: maphash.MakeSeed(), writing: make(map[string]uint64)}, nil
+	return &l1[V]{cache: c, ttl: ttl, seed: maphash.MakeSeed(), writing: make(map[string]*write)}, nil
 }
 
 // get returns the entry of key and the time of the lookup, in Unix nanoseconds.
@@ -94,39 +102,49 @@ func (l *l1[V]) store(key string, e l1Entry[V], now, until int64, epoch uint64, 
 	}
 }
 
-// expect announces that this instance's fill of key will write generation gen, whose message
-// then evicts nothing: the fill's own message reaches the instance, often before the fill's
-// reply, and would otherwise cost the instance the value it just loaded. The caller calls
-// written once the fill is over.
+// expect announces that this instance writes key, at generation gen if known (a fill writes
+// its fence plus one) or 0. Until written, the Filled messages of the key that may be the
+// write's own are held back: the write's message often reaches the instance before the write's
+// reply, and would otherwise evict the value the instance is about to keep.
 func (l *l1[V]) expect(key string, gen uint64) {
 	l.mu.Lock()
-	l.writing[key] = gen
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	if w, ok := l.writing[key]; ok {
+		w.writers++
+		w.gen = 0 // two writes at once: hold back every message of the key
+		return
+	}
+	l.writing[key] = &write{gen: gen, writers: 1}
 }
 
-// written ends what expect began, once the fill stored its value (or did not). The message of
-// gen was skipped, so its eviction is applied now: a no-op if the fill's own entry is in place,
-// and otherwise (the store was refused, or a write that fenced the fill out took gen) it
-// removes older entries as the message would have.
+// written ends what expect began, once the write kept its value in the L1 (or did not), at gen
+// (0 if the write failed). The messages held back are applied now: the newest generation among
+// them and gen evicts what is older. That is a no-op if the write's own entry is in place and
+// no newer write came, and otherwise removes what those messages would have.
 func (l *l1[V]) written(key string, gen uint64) {
 	l.mu.Lock()
-	if l.writing[key] == gen {
-		delete(l.writing, key)
+	if w, ok := l.writing[key]; ok {
+		if gen != 0 {
+			gen = max(gen, w.skipped)
+		}
+		if w.writers--; w.writers == 0 {
+			delete(l.writing, key)
+		}
 	}
 	l.mu.Unlock()
 	l.evict(key, gen)
 }
 
-func (l *l1[V]) expected(key string, gen uint64) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.writing[key] == gen
-}
-
 // filled applies a message that key was written at gen by a fill or a Set: like evict, unless
-// this instance's own fill is writing gen.
+// a write of this instance holds it back.
 func (l *l1[V]) filled(key string, gen uint64) {
-	if l.expected(key, gen) {
+	l.mu.Lock()
+	w, ok := l.writing[key]
+	if ok && (w.gen == 0 || w.gen == gen) {
+		w.skipped = max(w.skipped, gen)
+	}
+	l.mu.Unlock()
+	if ok && (w.gen == 0 || w.gen == gen) {
 		return
 	}
 	l.evict(key, gen)

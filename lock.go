@@ -250,7 +250,11 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 	})
 	cancel()
 	if c.l1 != nil && perr == nil {
-		defer c.l1.written(key, next)
+		written := next
+		if err != nil {
+			written = 0 // unknown: the fill may or may not have happened
+		}
+		defer c.l1.written(key, written)
 	}
 	switch {
 	case err != nil:

@@ -59,6 +59,7 @@ func TestReplicasCopyEachWrite(t *testing.T) {
 		} {
 			_, err = c.Get(ctx, "hot", src.load)
 			require.NoError(t, err)
+			synctest.Wait() // a copy to a replica that missed is written in the background
 			require.NoError(t, write())
 			for _, got := range replicasOf(m, "hot", 3) {
 				require.Empty(t, got, "the write removed the replicas")

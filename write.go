@@ -26,15 +26,24 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) 
 		return err
 	}
 	epoch := c.epoch(key)
+	if c.l1 != nil {
+		c.l1.expect(key, 0) // the Set's generation is known only from its reply
+	}
 	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
 	gen, err := scripts.Set(rctx, c.client, scripts.KeysFor(c.namespace, key), env, p.hardTTL(fresh), c.genTTL, c.channel, key)
 	cancel()
 	if err != nil {
+		if c.l1 != nil {
+			c.l1.written(key, 0)
+		}
 		return c.writeFailed("set", key, err)
 	}
 	h.Gen = gen
 	c.failures.clear(key)
 	c.keep(key, v, h, h.WrittenAt, &p, epoch)
+	if c.l1 != nil {
+		c.l1.written(key, gen)
+	}
 	if n := c.replicasOf(key, &p); n > 0 {
 		c.writeReplicas(ctx, key, n, env, gen, h, &p)
 	}

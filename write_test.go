@@ -2,6 +2,7 @@ package stampede_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -248,5 +249,27 @@ func TestWaitersPollWithoutSubscription(t *testing.T) {
 		release()
 		require.Equal(t, 70*time.Millisecond, (<-done).Sub(releasedAt), "the waiter's next poll finds the value")
 		require.EqualValues(t, 1, src.calls.Load())
+	})
+}
+
+// TestSetKeepsItsValue: the instance that writes a value through keeps it in its L1, although
+// its own message may come back before the Set's reply.
+func TestSetKeepsItsValue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		caches := fleet[string](t, redistest.Mini(t), 2)
+		for i := range 200 {
+			key := fmt.Sprint("k", i)
+			require.NoError(t, caches[0].Set(ctx, key, "v"))
+			synctest.Wait()
+			require.True(t, stampede.InL1(caches[0], key), key)
+		}
+		// Two writers of one key: the older value does not survive in the L1 of the instance that
+		// wrote it when the newer write's message comes while it writes.
+		require.NoError(t, caches[0].Set(ctx, "k", "old"))
+		require.NoError(t, caches[1].Set(ctx, "k", "new"))
+		synctest.Wait()
+		v, err := caches[0].Get(ctx, "k", newSource("unused").load)
+		require.NoError(t, err)
+		require.Equal(t, "new", v)
 	})
 }
