@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
@@ -157,3 +158,26 @@ func BenchmarkL1HitNoHotKeys(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkL2HitDeadline is BenchmarkL2Hit with a request deadline shorter than the cache's
+// Redis timeout, as a service's request context usually has: the call needs no timer of its own.
+func BenchmarkL2HitDeadline(b *testing.B) {
+	client := benchRedis(b)
+	c := benchCache(b, client, stampede.WithoutL1(), stampede.WithRedisTimeout(time.Second))
+	ctx := requestContext{context.Background()}
+	if _, err := c.Get(ctx, "user:42", loadProfile); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Get(ctx, "user:42", loadProfile); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// requestContext stands for the context of a request being served: its deadline is always half
+// a second away. (A service makes one per request; the benchmark measures what the cache adds.)
+type requestContext struct{ context.Context }
+
+func (requestContext) Deadline() (time.Time, bool) { return time.Now().Add(500 * time.Millisecond), true }

@@ -431,7 +431,7 @@ func (c *Cache[V]) redisGet(ctx context.Context, rk, key string) ([]byte, error)
 	if !c.breaker.Allow(time.Now().UnixNano()) {
 		return nil, errCircuitOpen
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	rctx, cancel := c.redisContext(ctx)
 	raw, err := c.client.Get(rctx, rk).Bytes()
 	cancel()
 	if errors.Is(err, redis.Nil) {
@@ -444,6 +444,18 @@ func (c *Cache[V]) redisGet(ctx context.Context, rk, key string) ([]byte, error)
 	}
 	return raw, err
 }
+
+// redisContext returns the context of one Redis call: ctx, with the cache's Redis timeout
+// unless ctx ends sooner anyway. (A request's context usually has a deadline, and then the
+// call needs no timer of its own, which saves an L2 hit five of its allocations.)
+func (c *Cache[V]) redisContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= c.redisTimeout {
+		return ctx, noCancel
+	}
+	return context.WithTimeout(ctx, c.redisTimeout)
+}
+
+func noCancel() {}
 
 // redisFailed reports a failed Redis call to Stats, Hooks and the circuit breaker.
 func (c *Cache[V]) redisFailed(op, key string, err error) {

@@ -85,7 +85,7 @@ func (c *Cache[V]) lease(ctx context.Context, k scripts.Keys, token string, seen
 	if !c.breaker.Allow(time.Now().UnixNano()) {
 		return scripts.LeaseResult{}, errCircuitOpen
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	rctx, cancel := c.redisContext(ctx)
 	defer cancel()
 	if seen == nil {
 		seen = []byte{}
@@ -168,7 +168,7 @@ func (c *Cache[V]) keepLease(key string, k scripts.Keys, token string) (stop fun
 				return
 			case <-t.C:
 			}
-			rctx, cancel := context.WithTimeout(c.life.ctx, c.redisTimeout)
+			rctx, cancel := c.redisContext(c.life.ctx)
 			held, err := scripts.Extend(rctx, c.client, k, token, c.leaseTTL)
 			cancel()
 			if err != nil {
@@ -243,7 +243,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 		next++
 		c.l1.expect(key, next)
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	rctx, cancel := c.redisContext(ctx)
 	gen, ok, err := scripts.Fill(rctx, c.client, k, scripts.FillArgs{
 		Token: token, Fence: fence, Envelope: env,
 		TTL: p.hardTTL(fresh), GenTTL: c.genTTL, Channel: c.channel, Key: key,
@@ -283,7 +283,7 @@ func (c *Cache[V]) release(ctx context.Context, k scripts.Keys, token, key strin
 		text = text[:maxErrText]
 	}
 	msg := scripts.Message{Kind: scripts.Failed, Key: key, NotFound: errors.Is(loadErr, ErrNotFound), Err: text}
-	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	rctx, cancel := c.redisContext(ctx)
 	err := scripts.Release(rctx, c.client, k, token, c.channel, msg.Append(nil))
 	cancel()
 	if err != nil {

@@ -93,7 +93,7 @@ func (c *Cache[V]) copyToReplica(rk string, raw []byte, h envelope.Header, p *Po
 		return
 	}
 	c.life.goTracked(func() {
-		ctx, cancel := context.WithTimeout(c.life.ctx, c.redisTimeout)
+		ctx, cancel := c.redisContext(c.life.ctx)
 		defer cancel()
 		if err := c.client.Set(ctx, rk, raw, ttl).Err(); err != nil && ctx.Err() == nil {
 			c.redisFailed("replica", rk, err)
@@ -108,7 +108,7 @@ func (c *Cache[V]) writeReplicas(ctx context.Context, key string, n int, env []b
 		return
 	}
 	binary.BigEndian.PutUint64(env[envelope.GenOffset:], gen)
-	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	rctx, cancel := c.redisContext(ctx)
 	defer cancel()
 	_, err := c.client.Pipelined(rctx, func(pipe redis.Pipeliner) error {
 		for _, rk := range scripts.ReplicaKeys(c.namespace, key, n) {
@@ -123,7 +123,7 @@ func (c *Cache[V]) writeReplicas(ctx context.Context, key string, n int, env []b
 
 // dropReplicas removes key's replicas after a Delete, Invalidate or Refresh.
 func (c *Cache[V]) dropReplicas(ctx context.Context, key string, n int) {
-	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	rctx, cancel := c.redisContext(ctx)
 	defer cancel()
 	_, err := c.client.Pipelined(rctx, func(pipe redis.Pipeliner) error {
 		for _, rk := range scripts.ReplicaKeys(c.namespace, key, n) {

@@ -29,7 +29,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) 
 	if c.l1 != nil {
 		c.l1.expect(key, 0) // the Set's generation is known only from its reply
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	rctx, cancel := c.redisContext(ctx)
 	gen, err := scripts.Set(rctx, c.client, scripts.KeysFor(c.namespace, key), env, p.hardTTL(fresh), c.genTTL, c.channel, key)
 	cancel()
 	if err != nil {
@@ -72,7 +72,7 @@ func (c *Cache[V]) evict(ctx context.Context, key, op string, script evictScript
 	if err := c.check(key); err != nil {
 		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	rctx, cancel := c.redisContext(ctx)
 	gen, err := script(rctx, c.client, scripts.KeysFor(c.namespace, key), c.genTTL, c.channel, key)
 	cancel()
 	if err != nil {
@@ -109,7 +109,7 @@ func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V]) (V, 
 	}
 	k := scripts.KeysFor(c.namespace, key)
 	token := c.newToken()
-	rctx, cancel := context.WithTimeout(ctx, c.redisTimeout)
+	rctx, cancel := c.redisContext(ctx)
 	fence, err := scripts.BeginRefresh(rctx, c.client, k, token, c.leaseTTL, c.genTTL, c.channel, key)
 	cancel()
 	if err != nil {
