@@ -180,4 +180,6 @@ func BenchmarkL2HitDeadline(b *testing.B) {
 // a second away. (A service makes one per request; the benchmark measures what the cache adds.)
 type requestContext struct{ context.Context }
 
-func (requestContext) Deadline() (time.Time, bool) { return time.Now().Add(500 * time.Millisecond), true }
+func (requestContext) Deadline() (time.Time, bool) {
+	return time.Now().Add(500 * time.Millisecond), true
+}
