@@ -179,30 +179,34 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V], opts ...
 	if load == nil {
 		return zero, ErrNilLoader
 	}
-	p, err := c.policyFor(key, opts)
-	if err != nil {
-		return zero, err
+	p := &c.policy // read only: most calls use the cache-wide policy as it is
+	if c.policyFunc != nil || len(opts) > 0 {
+		q, err := c.policyFor(key, opts)
+		if err != nil {
+			return zero, err
+		}
+		p = &q
 	}
 	if c.hot != nil {
 		c.hot.detector.Observe(key)
 	}
 	var obs observation[V]
-	if c.useL1(key, &p) {
+	if c.useL1(key, p) {
 		if e, now, ok := c.l1.get(key); ok {
-			switch c.judge(&e.h, now, &p, e.promoted) {
+			switch c.judge(&e.h, now, p, e.promoted) {
 			case serve:
 				c.stats.Add(statL1Hits)
 				return e.result()
 			case serveAndRefresh:
 				c.stats.Add(statL1Hits)
-				c.refreshInBackground(ctx, key, &p, load, &e.h, now)
+				c.refreshInBackground(ctx, key, p, load, &e.h, now)
 				return e.result()
 			case fallback:
 				obs.stale = escape(e)
 			}
 		}
 	}
-	return c.getL2(ctx, key, &p, load, obs)
+	return c.getL2(ctx, key, p, load, obs)
 }
 
 // getL2 is Get after the L1: one GET (of a replica first, for a replicated key), and a flight
