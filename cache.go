@@ -68,6 +68,7 @@ type Cache[V any] struct {
 	flights   *flight.Group[result[V]]  // one load (or lease wait) of a key at a time
 	notify    notifier
 	refreshes refreshes
+	orphans   orphans
 	breaker   *breaker.Breaker // skips Redis on the read path while it keeps failing
 	life      *lifecycle
 	stats     *stripe.Counters
@@ -441,9 +442,12 @@ func (c *Cache[V]) redisGet(ctx context.Context, rk, key string) ([]byte, error)
 	if errors.Is(err, redis.Nil) {
 		raw, err = nil, nil
 	}
-	if err == nil {
+	switch {
+	case err == nil:
 		c.breaker.Success()
-	} else if ctx.Err() == nil {
+	case ctx.Err() != nil:
+		c.breaker.Abandon() // the caller gave up: no news of Redis
+	default:
 		c.redisFailed("get", key, err)
 	}
 	return raw, err
@@ -468,6 +472,9 @@ func (c *Cache[V]) redisFailed(op, key string, err error) {
 	if c.breaker.Failure(time.Now().UnixNano()) {
 		c.log.Warn("stampede: Redis keeps failing; reads skip it and use the loader for a while",
 			"cooldown", breakerCooldown, "err", err)
+		// Waiters look again now, find the circuit open and load, rather than wait for a
+		// notification that a failing Redis may never send.
+		c.notify.wake(scripts.Message{Kind: scripts.Released}, true)
 	}
 }
 

@@ -38,7 +38,7 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 			// Watch before asking, so that a notification sent in between is not missed.
 			w = c.notify.watch(key)
 		}
-		lr, err := c.lease(ctx, k, token, obs.seen, p.Strategy == Singleflight)
+		lr, err := c.lease(ctx, key, k, token, obs.seen, p.Strategy == Singleflight)
 		if err != nil || lr.State != scripts.Held {
 			if w != nil {
 				c.notify.unwatch(w)
@@ -81,7 +81,7 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 }
 
 // lease runs the lease script with the cache's timeout, unless the circuit is open.
-func (c *Cache[V]) lease(ctx context.Context, k scripts.Keys, token string, seen []byte, noLock bool) (scripts.LeaseResult, error) {
+func (c *Cache[V]) lease(ctx context.Context, key string, k scripts.Keys, token string, seen []byte, noLock bool) (scripts.LeaseResult, error) {
 	if !c.breaker.Allow(time.Now().UnixNano()) {
 		return scripts.LeaseResult{}, errCircuitOpen
 	}
@@ -93,8 +93,15 @@ func (c *Cache[V]) lease(ctx context.Context, k scripts.Keys, token string, seen
 	r, err := scripts.Lease(rctx, c.client, k, scripts.LeaseArgs{
 		Token: token, LeaseTTL: c.leaseTTL, GenTTL: c.genTTL, Seen: seen, NoLock: noLock,
 	})
-	if err == nil {
+	switch {
+	case err == nil:
 		c.breaker.Success()
+	case ctx.Err() != nil:
+		c.breaker.Abandon()
+	case !noLock:
+		// The script may still run when Redis gets it, and take the lease for this token,
+		// which nobody would then load under: release it once Redis answers.
+		c.orphan(k, token, key)
 	}
 	return r, err
 }
@@ -209,13 +216,23 @@ func stack() []byte { return debug.Stack() }
 // settle ends a load: it writes the value (or the not-found) under the fence, or releases the
 // lease and tells the waiters that the load failed.
 func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, v V, took time.Duration, loadErr error, obs observation[V]) result[V] {
+	// The load is over: its write, or the release of its lease, must happen even if Close
+	// cancelled the load meanwhile (each Redis call is still bounded by the Redis timeout).
+	ctx = context.WithoutCancel(ctx)
 	now := time.Now()
+	if loadErr != nil && c.life.closed.Load() && errors.Is(loadErr, context.Canceled) {
+		// Close cancelled the load: the lease goes, and waiters elsewhere take it over.
+		c.release(ctx, k, token, key, nil)
+		return result[V]{err: ErrClosed}
+	}
 	switch {
 	case loadErr == nil:
 		h, fresh := c.header(now, p.TTL, took, 0)
 		env, err := c.encode(h, v)
 		if err != nil {
+			// An unstorable value is a failed load: back off, as for a loader's error.
 			c.release(ctx, k, token, key, err)
+			c.failures.record(key, err, now.UnixNano(), c.rand(), false)
 			return result[V]{err: err}
 		}
 		c.fill(ctx, key, k, token, fence, p, env, h, fresh, v, obs)
@@ -273,16 +290,20 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 	c.keep(key, v, h, h.WrittenAt, p, obs.epoch)
 }
 
-// release gives up the lease after a failed load and tells the waiters why.
+// release gives up the lease after a failed load and tells the waiters why; with a nil
+// loadErr, only that the lease is free.
 func (c *Cache[V]) release(ctx context.Context, k scripts.Keys, token, key string, loadErr error) {
 	if token == "" {
 		return
 	}
-	text := loadErr.Error()
-	if len(text) > maxErrText {
-		text = text[:maxErrText]
+	msg := scripts.Message{Kind: scripts.Released, Key: key}
+	if loadErr != nil {
+		text := loadErr.Error()
+		if len(text) > maxErrText {
+			text = text[:maxErrText]
+		}
+		msg = scripts.Message{Kind: scripts.Failed, Key: key, NotFound: errors.Is(loadErr, ErrNotFound), Err: text}
 	}
-	msg := scripts.Message{Kind: scripts.Failed, Key: key, NotFound: errors.Is(loadErr, ErrNotFound), Err: text}
 	rctx, cancel := c.redisContext(ctx)
 	err := scripts.Release(rctx, c.client, k, token, c.channel, msg.Append(nil))
 	cancel()

@@ -97,7 +97,7 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, p *Policy, load Load
 	k := scripts.KeysFor(c.namespace, key)
 	token := c.newToken()
 	obs := observation[V]{seen: seen, epoch: c.epoch(key)}
-	lr, err := c.lease(ctx, k, token, seen, p.Strategy == Singleflight)
+	lr, err := c.lease(ctx, key, k, token, seen, p.Strategy == Singleflight)
 	if err != nil {
 		if ctx.Err() == nil && err != errCircuitOpen {
 			c.redisFailed("lease", key, err)

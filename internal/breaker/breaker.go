@@ -58,6 +58,14 @@ func (b *Breaker) Failure(now int64) bool {
 	return false
 }
 
+// Abandon reports an allowed call that ended without an outcome (its caller gave up): a probe
+// it was frees the way for the next one.
+func (b *Breaker) Abandon() {
+	if b.openedAt.Load() != 0 {
+		b.probing.Store(false)
+	}
+}
+
 // Open reports whether the breaker refuses calls now.
 func (b *Breaker) Open(now int64) bool {
 	opened := b.openedAt.Load()

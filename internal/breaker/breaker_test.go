@@ -33,6 +33,17 @@ func TestBreaker(t *testing.T) {
 	require.False(t, b.Failure(again), "a closed breaker counts failures from zero")
 }
 
+func TestAbandonedProbe(t *testing.T) {
+	b := New(1, time.Second)
+	b.Failure(0)
+	later := int64(time.Second)
+	require.True(t, b.Allow(later))
+	b.Abandon() // the probe's caller gave up before Redis answered
+	require.True(t, b.Allow(later), "the next call probes")
+	b.Success()
+	require.False(t, b.Open(later))
+}
+
 func TestAllowDoesNotAllocate(t *testing.T) {
 	b := New(3, time.Second)
 	require.Zero(t, testing.AllocsPerRun(100, func() { b.Allow(1); b.Success() }))
