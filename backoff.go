@@ -30,9 +30,10 @@ type failure struct {
 	keep   time.Duration
 }
 
-func newFailures() (*failures, error) {
+func newFailures(clock otter.Clock) (*failures, error) {
 	c, err := otter.New(&otter.Options[string, failure]{
 		MaximumSize: maxFailures,
+		Clock:       clock,
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, failure]) time.Duration {
 			return e.Value.keep
 		}),

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stampede-cache/stampede/internal/breaker"
+	"github.com/stampede-cache/stampede/internal/coarse"
 	"github.com/stampede-cache/stampede/internal/envelope"
 	"github.com/stampede-cache/stampede/internal/flight"
 	"github.com/stampede-cache/stampede/internal/scripts"
@@ -70,6 +71,7 @@ type Cache[V any] struct {
 	refreshes refreshes
 	orphans   orphans
 	breaker   *breaker.Breaker // skips Redis on the read path while it keeps failing
+	clock     *coarse.Clock    // read on every L1 hit: a load, not a system call
 	life      *lifecycle
 	stats     *stripe.Counters
 
@@ -125,14 +127,18 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 	if !cfg.hotKeysOff {
 		c.hot = newHotKeys(cfg.hotKeys.withDefaults(cfg.l1TTL))
 	}
-	f, err := newFailures()
+	c.clock = coarse.New(time.Millisecond)
+	f, err := newFailures(c.clock)
 	if err != nil {
+		c.clock.Stop()
 		return nil, fmt.Errorf("stampede: %w", err)
 	}
 	c.failures = f
 	if cfg.usesL1() {
-		l1, err := newL1[V](cfg.l1Size, cfg.l1TTL, cfg.logger)
+		l1, err := newL1[V](cfg.l1Size, cfg.l1TTL, c.clock, cfg.logger)
 		if err != nil {
+			f.close()
+			c.clock.Stop()
 			return nil, fmt.Errorf("stampede: L1: %w", err)
 		}
 		c.l1 = l1
@@ -188,26 +194,31 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V], opts ...
 		}
 		p = &q
 	}
-	if c.hot != nil {
-		c.hot.detector.Observe(key)
-	}
 	var obs observation[V]
 	if c.useL1(key, p) {
 		if e, now, ok := c.l1.get(key); ok {
 			switch c.judge(&e.h, now, p, e.promoted) {
 			case serve:
-				c.stats.Add(statL1Hits)
+				c.count(statL1Hits, key)
 				return e.result()
 			case serveAndRefresh:
-				c.stats.Add(statL1Hits)
+				c.count(statL1Hits, key)
 				c.refreshInBackground(ctx, key, p, load, &e.h, now)
 				return e.result()
 			case fallback:
-				obs.stale = escape(e)
+				obs.stale = e
 			}
 		}
 	}
 	return c.getL2(ctx, key, p, load, obs)
+}
+
+// count counts a Get in one of L1Hits, L2Hits and Misses (each Get counts in exactly one), and
+// the count, which numbers the Get, samples it for hot-key detection at no extra cost.
+func (c *Cache[V]) count(stat int, key string) {
+	if n := c.stats.Add(stat); c.hot != nil && c.hot.detector.Sampled(n) {
+		c.hot.detector.Count(key)
+	}
 }
 
 // getL2 is Get after the L1: one GET (of a replica first, for a replicated key), and a flight
@@ -233,7 +244,7 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 			now := time.Now().UnixNano()
 			switch v := c.judge(&e.h, now, p, c.hot.isPromoted(key)); v {
 			case serve, serveAndRefresh:
-				c.stats.Add(statL2Hits)
+				c.count(statL2Hits, key)
 				c.keep(key, e.value, e.h, now, p, obs.epoch)
 				if v == serveAndRefresh {
 					c.refreshInBackground(ctx, key, p, load, &e.h, now)
@@ -247,7 +258,7 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 			}
 		}
 	}
-	c.stats.Add(statMisses)
+	c.count(statMisses, key)
 	var r result[V]
 	if err, ok := c.failures.active(key, time.Now().UnixNano()); ok {
 		// The key's last load failed moments ago: do not send every caller to the source.
@@ -562,6 +573,7 @@ func (c *Cache[V]) Close() error {
 		if c.l1 != nil {
 			c.l1.close()
 		}
+		c.clock.Stop()
 	}
 	return nil
 }

@@ -33,8 +33,9 @@ const l1Stripes = 256
 // if the epoch has not moved, checking again after the store. Either the eviction's delete comes
 // after the store and removes it, or the reader sees the new epoch and removes its own store.
 type l1[V any] struct {
-	cache  *otter.Cache[string, l1Entry[V]]
-	ttl    time.Duration // for entries of keys that are not promoted
+	cache  *otter.Cache[string, *l1Entry[V]] // entries are never changed once stored
+	clock  otter.Clock                       // the cache's coarse clock, shared with otter
+	ttl    time.Duration                     // for entries of keys that are not promoted
 	seed   maphash.Seed
 	epochs [l1Stripes]atomic.Uint64
 
@@ -50,10 +51,11 @@ type write struct {
 	skipped uint64 // the newest generation of a message held back
 }
 
-func newL1[V any](size int, ttl time.Duration, log *slog.Logger) (*l1[V], error) {
-	c, err := otter.New(&otter.Options[string, l1Entry[V]]{
+func newL1[V any](size int, ttl time.Duration, clock otter.Clock, log *slog.Logger) (*l1[V], error) {
+	c, err := otter.New(&otter.Options[string, *l1Entry[V]]{
 		MaximumSize: size,
-		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, l1Entry[V]]) time.Duration {
+		Clock:       clock,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *l1Entry[V]]) time.Duration {
 			return e.Value.keep
 		}),
 		Logger: otterLogger{log},
@@ -61,13 +63,14 @@ func newL1[V any](size int, ttl time.Duration, log *slog.Logger) (*l1[V], error)
 	if err != nil {
 		return nil, err
 	}
-	return &l1[V]{cache: c, ttl: ttl, seed: maphash.MakeSeed(), writing: make(map[string]*write)}, nil
+	return &l1[V]{cache: c, clock: clock, ttl: ttl, seed: maphash.MakeSeed(), writing: make(map[string]*write)}, nil
 }
 
-// get returns the entry of key and the time of the lookup, in Unix nanoseconds.
-func (l *l1[V]) get(key string) (l1Entry[V], int64, bool) {
-	e, ok := l.cache.GetEntry(key)
-	return e.Value, e.SnapshotAtNano, ok
+// get returns the entry of key, which the caller must not change, and the time of the lookup,
+// in Unix nanoseconds, from the coarse clock otter reads too.
+func (l *l1[V]) get(key string) (*l1Entry[V], int64, bool) {
+	e, ok := l.cache.GetIfPresent(key)
+	return e, l.clock.NowNano(), ok
 }
 
 func (l *l1[V]) stripe(key string) *atomic.Uint64 {
@@ -91,11 +94,11 @@ func (l *l1[V]) store(key string, e l1Entry[V], now, until int64, epoch uint64, 
 	if s.Load() != epoch {
 		return
 	}
-	l.cache.Compute(key, func(old l1Entry[V], found bool) (l1Entry[V], otter.ComputeOp) {
+	l.cache.Compute(key, func(old *l1Entry[V], found bool) (*l1Entry[V], otter.ComputeOp) {
 		if found && h.Gen != 0 && old.h.Gen > h.Gen {
 			return old, otter.CancelOp
 		}
-		return e, otter.WriteOp
+		return &e, otter.WriteOp
 	})
 	if s.Load() != epoch {
 		l.remove(key, h.Gen+1)
@@ -162,7 +165,7 @@ func (l *l1[V]) evict(key string, gen uint64) {
 }
 
 func (l *l1[V]) remove(key string, gen uint64) {
-	l.cache.ComputeIfPresent(key, func(old l1Entry[V]) (l1Entry[V], otter.ComputeOp) {
+	l.cache.ComputeIfPresent(key, func(old *l1Entry[V]) (*l1Entry[V], otter.ComputeOp) {
 		if gen != 0 && old.h.Gen >= gen {
 			return old, otter.CancelOp
 		}

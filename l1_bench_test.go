@@ -10,6 +10,7 @@ import (
 
 	"github.com/maypok86/otter/v2"
 
+	"github.com/stampede-cache/stampede/internal/coarse"
 	"github.com/stampede-cache/stampede/internal/envelope"
 )
 
@@ -54,7 +55,9 @@ func BenchmarkL1Memory(b *testing.B) {
 	b.Run("stampede", func(b *testing.B) {
 		for b.Loop() {
 			before := heapInUse()
-			l, err := newL1[[]byte](memEntries, time.Hour, slog.New(slog.DiscardHandler))
+			clock := coarse.New(time.Millisecond)
+			defer clock.Stop()
+			l, err := newL1[[]byte](memEntries, time.Hour, clock, slog.New(slog.DiscardHandler))
 			if err != nil {
 				b.Fatal(err)
 			}

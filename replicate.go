@@ -70,7 +70,7 @@ func (c *Cache[V]) readReplica(ctx context.Context, key string, n int, p *Policy
 			switch verdict := c.judge(&e.h, now, p, c.hot.isPromoted(key)); verdict {
 			case serve, serveAndRefresh:
 				c.stats.Add(statReplicaHits)
-				c.stats.Add(statL2Hits)
+				c.count(statL2Hits, key)
 				c.keep(key, e.value, e.h, now, p, obs.epoch)
 				if verdict == serveAndRefresh {
 					c.refreshInBackground(ctx, key, p, load, &e.h, now)

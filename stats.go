@@ -3,6 +3,8 @@ package stampede
 // Stats are cumulative counters of a Cache since New. Each counter is read atomically, but a
 // Stats is not a snapshot of all of them at one instant.
 type Stats struct {
+	// Gets counts calls of Get with a valid key and loader: L1Hits + L2Hits + Misses.
+	Gets uint64
 	// L1Hits counts Gets answered from the in-process L1, fresh or stale.
 	L1Hits uint64
 	// L2Hits counts Gets answered from a value read from Redis, fresh or stale.
@@ -60,6 +62,7 @@ const (
 func (c *Cache[V]) Stats() Stats {
 	n := c.stats.Load
 	return Stats{
+		Gets:           n(statL1Hits) + n(statL2Hits) + n(statMisses),
 		L1Hits:         n(statL1Hits),
 		L2Hits:         n(statL2Hits),
 		Misses:         n(statMisses),

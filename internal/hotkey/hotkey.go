@@ -2,13 +2,15 @@
 // request: it samples one request in N, counts the samples in a count-min sketch, and keeps the
 // k keys with the highest counts of the current window in a small table.
 //
-// Observe takes no lock and allocates nothing. A sample whose estimate would enter the table
+// Observe, and Sampled with Count, take no lock and allocate nothing. A sample whose estimate
+// would enter the table
 // (rarely, once the table is full: only keys with more samples than its smallest entry) tries a
 // lock and skips its update if another goroutine holds it; the estimate is an estimate anyway.
 package hotkey
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,6 +32,7 @@ type Entry struct {
 type Detector struct {
 	k      int
 	sample uint32 // sample one request in sample (a power of two)
+	shift  uint   // 64 - log2(sample), for Sampled
 	rand   func() uint32
 	seed   maphash.Seed
 
@@ -50,16 +53,30 @@ func New(k, sample int, rand func() uint32) *Detector {
 	for int(s) < sample {
 		s <<= 1
 	}
-	d := &Detector{k: k, sample: s, rand: rand, seed: maphash.MakeSeed(), spare: new(sketch), top: make([]Entry, 0, k)}
+	d := &Detector{k: k, sample: s, shift: uint(64 - bits.TrailingZeros32(s)), rand: rand, seed: maphash.MakeSeed(),
+		spare: new(sketch), top: make([]Entry, 0, k)}
 	d.cur.Store(new(sketch))
 	return d
 }
 
-// Observe counts one request for key.
+// Observe counts one request for key: a sample of one in the sampling rate, drawn at random.
 func (d *Detector) Observe(key string) {
-	if d.rand()&(d.sample-1) != 0 {
-		return
+	if d.rand()&(d.sample-1) == 0 {
+		d.Count(key)
 	}
+}
+
+// Sampled reports whether the request numbered n should be counted: true for one n in the
+// sampling rate. A caller that numbers its requests anyway (any count that grows by one per
+// request) samples for free. The sampled numbers follow no period (the top bits of n times the
+// golden ratio), so a caller that cycles through a fixed list of keys does not always sample
+// the same one.
+func (d *Detector) Sampled(n uint64) bool {
+	return (n*0x9e3779b97f4a7c15)>>d.shift == 0
+}
+
+// Count counts a sampled request for key.
+func (d *Detector) Count(key string) {
 	sk := d.cur.Load()
 	est := ^uint32(0)
 	for _, c := range d.counters(sk, key) {

@@ -30,12 +30,17 @@ func TestZipfAccuracy(t *testing.T) {
 		names[i] = fmt.Sprint("user:", i)
 	}
 	d := New(16, 16, r.Uint32)
+	var n uint64 // requests numbered as a cache numbers its Gets, for Sampled
 	for w := range windows {
 		truth := make(map[string]int)
-		for range perWindow {
+		for i := range perWindow {
 			k := names[zipf.Uint64()]
 			truth[k]++
-			d.Observe(k)
+			if w%2 == 0 {
+				d.Observe(k) // sampled at random
+			} else if n++; d.Sampled(n + uint64(i%3)) {
+				d.Count(k) // sampled by number (three interleaved counters, as stripes are)
+			}
 		}
 		reported := map[string]uint64{}
 		for _, e := range d.Rotate() {
@@ -95,6 +100,25 @@ func TestObserveIsConcurrent(t *testing.T) {
 	require.Equal(t, "0", top[0].Key)
 	// Goroutine g asks for key "0" in one request of g+1: 10,000 * (1 + 1/2 + ... + 1/8).
 	require.InDelta(t, 27_179, float64(top[0].Count), 4)
+}
+
+func TestSampledIsOneInRate(t *testing.T) {
+	d := New(16, 32, rand.Uint32)
+	hits := 0
+	for n := range uint64(1 << 20) {
+		if d.Sampled(n) {
+			hits++
+		}
+	}
+	require.InDelta(t, 1<<20/32, hits, 2)
+	// A caller cycling through 32 keys still samples all of them.
+	seen := map[uint64]bool{}
+	for n := range uint64(1 << 16) {
+		if d.Sampled(n) {
+			seen[n%32] = true
+		}
+	}
+	require.Len(t, seen, 32)
 }
 
 func TestObserveDoesNotAllocate(t *testing.T) {

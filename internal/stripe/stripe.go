@@ -38,9 +38,10 @@ func New(n int) *Counters {
 	return &Counters{n: n, width: width, mask: uint32(stripes - 1), stripes: buf[off : off+stripes*width]}
 }
 
-// Add adds 1 to counter i.
-func (c *Counters) Add(i int) {
-	c.stripes[int(stackHash()&c.mask)*c.width+i].Add(1)
+// Add adds 1 to counter i and returns its new count in the caller's stripe: a number that
+// grows by one with each Add of the goroutines that share the stripe.
+func (c *Counters) Add(i int) uint64 {
+	return c.stripes[int(stackHash()&c.mask)*c.width+i].Add(1)
 }
 
 // Load returns the sum of counter i over the stripes. It is not an atomic snapshot of all
