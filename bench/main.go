@@ -72,6 +72,7 @@ type config struct {
 	Warmup     time.Duration
 	Measure    time.Duration
 	L1Size     int
+	L1TTL      time.Duration
 
 	// parallel runs the contenders of stampede and hotkey at once, each in namespaces of its
 	// own; only tests set it, to stay short, since contenders that share the CPU disturb each
@@ -125,6 +126,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "throughput: unmeasured run before each measurement")
 	fs.DurationVar(&c.Measure, "measure", 3*time.Second, "throughput: measured run of each contender")
 	fs.IntVar(&c.L1Size, "l1-size", 10_000, "throughput: L1 entries of stampede with the L1 on")
+	fs.DurationVar(&c.L1TTL, "l1-ttl", 10*time.Second, "throughput: how long stampede's L1 keeps an entry (the library's default is 10s)")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -69,7 +69,7 @@ func tputSystems(cfg *config) []tputSystem {
 	return []tputSystem{
 		{name: "raw go-redis (GET + json.Unmarshal, miss: SETEX)", open: openTputNaive},
 		{name: "stampede, L1 off", open: openTputStampede(stampede.WithoutL1()), lib: true},
-		{name: "stampede, L1 on", open: openTputStampede(stampede.WithL1(cfg.L1Size, 10*time.Second)), lib: true},
+		{name: "stampede, L1 on", open: openTputStampede(stampede.WithL1(cfg.L1Size, cfg.L1TTL)), lib: true},
 	}
 }
 
@@ -137,8 +137,8 @@ func runThroughput(ctx context.Context, cfg *config, e *env, out io.Writer, logf
 	fmt.Fprintf(out, "%d instances, %d goroutines spread over them, reading as fast as they can for %v after %v of warm-up. "+
 		"A share of the reads (the hit ratio) asks for one of %s keys present in Redis, chosen by Zipf(s=%.2g); the others "+
 		"ask for a key nobody has, which the contender loads (an instant loader) and stores. stampede's L1: %s entries, "+
-		"10 s. Redis calls/op counts the commands the instances sent (a Lua script is one), not the pub/sub messages they received.\n\n",
-		cfg.Instances, cfg.Goroutines, cfg.Measure, cfg.Warmup, thousands(int64(cfg.Keys)), cfg.Zipf, thousands(int64(cfg.L1Size)))
+		"%v. Redis calls/op counts the commands the instances sent (a Lua script is one), not the pub/sub messages they received.\n\n",
+		cfg.Instances, cfg.Goroutines, cfg.Measure, cfg.Warmup, thousands(int64(cfg.Keys)), cfg.Zipf, thousands(int64(cfg.L1Size)), cfg.L1TTL)
 	t := newTable("hit ratio", "contender", "ops/s", "vs raw", "L1 hits", "Redis hits", "loads", "Redis calls/op",
 		"CPU/op: bench", "CPU/op: Redis", "errors")
 	t.left = 2

@@ -10,6 +10,7 @@ type Keys struct {
 	Value string // N:{K}, the envelope
 	Lock  string // N:{K}:lock, the lease: a random token while one caller loads
 	Gen   string // N:{K}:gen, the fence: a counter every write advances
+	Wait  string // N:{K}:wait, set while somebody waits for the lease holder's notification
 }
 
 // ValueKey returns N:{K}. The namespace must not contain braces (the cache checks), so the
@@ -30,7 +31,7 @@ func ValueKey(namespace, key string) string {
 // hashes them by the same tag even when K itself holds braces.
 func KeysFor(namespace, key string) Keys {
 	v := ValueKey(namespace, key)
-	return Keys{Value: v, Lock: v + ":lock", Gen: v + ":gen"}
+	return Keys{Value: v, Lock: v + ":lock", Gen: v + ":gen", Wait: v + ":wait"}
 }
 
 // Channel is the pub/sub channel of a namespace: lease notifications and L1 evictions.

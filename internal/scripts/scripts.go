@@ -70,9 +70,10 @@ local function invalidate(key, g)
 end
 `
 
-// KEYS: value, lock, gen. ARGV: token, lease ms, seen generation bytes (empty if none), lock ('1' or
-// '0'), gen ms. Returns {0, value} if the value changed since the caller read it, {1, fence} if
-// the caller may load (holding the lease when lock is '1'), {2, lease ms left} if another holds it.
+// KEYS: value, lock, gen, wait. ARGV: token, lease ms, seen generation bytes (empty if none),
+// lock ('1' or '0'), gen ms. Returns {0, value} if the value changed since the caller read it,
+// {1, fence} if the caller may load (holding the lease when lock is '1'), {2, lease ms left} if
+// another holds it; then the caller waits, and the wait key tells the holder's fill to notify.
 var leaseScript = redis.NewScript(prelude + `
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 3, 10) ~= ARGV[3] then
@@ -81,21 +82,26 @@ end
 if ARGV[4] == '0' or redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {1, gen(KEYS[3], ARGV[5])}
 end
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
 return {2, redis.call('PTTL', KEYS[2])}
 `)
 
-// KEYS: value, lock, gen. ARGV: token, fence, envelope, value ms, gen ms, channel, user key.
-// Writes the envelope if the fence is unchanged and returns its generation; else returns false.
-// Either way it releases the caller's lease and tells waiters.
+// KEYS: value, lock, gen, wait. ARGV: token, fence, envelope, value ms, gen ms, channel, user
+// key. Writes the envelope if the fence is unchanged and returns its generation; else returns
+// false. Either way it releases the caller's lease and tells waiters. The Filled message goes
+// out only if somebody may need it: a waiter, or an instance holding the old value in its L1.
+// (The first load of a key nobody waits for, the common miss, publishes nothing.)
 var fillScript = redis.NewScript(prelude + `
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then
   if release(KEYS[2], ARGV[1]) then publish(ARGV[6], 'r', 0, ARGV[7]) end
   return false
 end
+local had = redis.call('EXISTS', KEYS[1]) == 1
+local waited = redis.call('DEL', KEYS[4]) == 1
 local g = bump(KEYS[3], ARGV[5])
 redis.call('SET', KEYS[1], stamp(ARGV[3], g), 'PX', ARGV[4])
 release(KEYS[2], ARGV[1])
-publish(ARGV[6], 'f', g, ARGV[7])
+if had or waited then publish(ARGV[6], 'f', g, ARGV[7]) end
 return g
 `)
 
@@ -192,7 +198,7 @@ func Lease(ctx context.Context, c Scripter, k Keys, a LeaseArgs) (LeaseResult, e
 	if a.NoLock {
 		lock = "0"
 	}
-	res, err := leaseScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen},
+	res, err := leaseScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen, k.Wait},
 		a.Token, ms(a.LeaseTTL), a.Seen, lock, ms(a.GenTTL)).Slice()
 	if err != nil {
 		return LeaseResult{}, err
@@ -235,7 +241,7 @@ type FillArgs struct {
 // Fill writes an envelope under a fence, releases the lease and publishes the outcome. It
 // returns the generation written, or ok false when a newer write fenced the load out.
 func Fill(ctx context.Context, c Scripter, k Keys, a FillArgs) (gen uint64, ok bool, err error) {
-	g, err := fillScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen},
+	g, err := fillScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen, k.Wait},
 		a.Token, a.Fence, a.Envelope, ms(a.TTL), ms(a.GenTTL), a.Channel, a.Key).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, false, nil

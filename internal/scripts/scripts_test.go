@@ -353,3 +353,37 @@ func TestLuaEncodesBigEndian(t *testing.T) {
 		}
 	})
 }
+
+// TestFillPublishesOnlyWhenNeeded: the first fill of a key nobody waits for publishes nothing;
+// a fill that waiters wait for, or that replaces a value some L1 may hold, publishes Filled.
+func TestFillPublishesOnlyWhenNeeded(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		ctx := context.Background()
+		next := subscribe(t, c, ns)
+		fill := func(key string, waiter bool) {
+			k := KeysFor(ns, key)
+			var seen []byte // as a reader passes the generation of the value it found
+			if old, err := c.Get(ctx, k.Value).Bytes(); err == nil {
+				seen = old[2:10]
+			}
+			lease, err := Lease(ctx, c, k, LeaseArgs{Token: "a", LeaseTTL: leaseTTL, GenTTL: genTTL, Seen: seen})
+			require.NoError(t, err)
+			require.Equal(t, Acquired, lease.State)
+			if waiter {
+				held, err := Lease(ctx, c, k, LeaseArgs{Token: "b", LeaseTTL: leaseTTL, GenTTL: genTTL})
+				require.NoError(t, err)
+				require.Equal(t, Held, held.State)
+			}
+			_, ok, err := Fill(ctx, c, k, FillArgs{Token: "a", Fence: lease.Fence, Envelope: env(t, `"v"`),
+				TTL: time.Minute, GenTTL: genTTL, Channel: Channel(ns), Key: key})
+			require.NoError(t, err)
+			require.True(t, ok)
+		}
+		fill("new", false) // nothing to tell anyone
+		fill("waited", true)
+		require.Equal(t, "waited", next().Key)
+		require.Zero(t, c.Exists(ctx, KeysFor(ns, "waited").Wait).Val(), "the fill clears the wait mark")
+		fill("new", false) // replaces a value an L1 may hold
+		require.Equal(t, "new", next().Key)
+	})
+}
