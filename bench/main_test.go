@@ -40,6 +40,7 @@ func tinyConfig(redis string) *config {
 		Warmup:     50 * time.Millisecond,
 		Measure:    200 * time.Millisecond,
 		L1Size:     10_000,
+		L1TTL:      10 * time.Second,
 		parallel:   true,
 	}
 }
