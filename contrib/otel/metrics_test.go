@@ -52,7 +52,7 @@ func TestHitsMissesAndLoads(t *testing.T) {
 		_, err = c.Get(ctx, "user:4", loader("", stampede.ErrNotFound))
 		require.ErrorIs(t, err, stampede.ErrNotFound)
 
-		require.Equal(t, stampede.Stats{L1Hits: 1, L2Hits: 1, Misses: 3, Loads: 3, LoadErrors: 1}, c.Stats())
+		require.Equal(t, stampede.Stats{Gets: 5, L1Hits: 1, L2Hits: 1, Misses: 3, Loads: 3, LoadErrors: 1}, c.Stats())
 		require.Equal(t, map[string]float64{
 			`stampede.hits{cache="users",layer="l1"}`:                        1,
 			`stampede.hits{cache="users",layer="l2"}`:                        1,
@@ -175,7 +175,7 @@ func TestStaleServedAndRefreshed(t *testing.T) {
 		time.Sleep(loadTime)
 		synctest.Wait() // the refresh is done
 
-		require.Equal(t, stampede.Stats{L2Hits: 1, Misses: 1, Loads: 2, EarlyRefreshes: 1, StaleServed: 1}, c.Stats())
+		require.Equal(t, stampede.Stats{Gets: 2, L2Hits: 1, Misses: 1, Loads: 2, EarlyRefreshes: 1, StaleServed: 1}, c.Stats())
 		requirePoints(t, map[string]float64{
 			`stampede.hits{cache="users",layer="l2"}`:                 1,
 			`stampede.stale_served{cache="users"}`:                    1,

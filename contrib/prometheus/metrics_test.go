@@ -51,7 +51,7 @@ func TestHitsMissesAndLoads(t *testing.T) {
 		_, err = c.Get(ctx, "user:4", loader("", stampede.ErrNotFound))
 		require.ErrorIs(t, err, stampede.ErrNotFound)
 
-		require.Equal(t, stampede.Stats{L1Hits: 1, L2Hits: 1, Misses: 3, Loads: 3, LoadErrors: 1}, c.Stats())
+		require.Equal(t, stampede.Stats{Gets: 5, L1Hits: 1, L2Hits: 1, Misses: 3, Loads: 3, LoadErrors: 1}, c.Stats())
 		got := scrape(t, reg)
 		require.Equal(t, map[string]float64{
 			`stampede_hits_total{cache="users",layer="l1"}`:                          1,
@@ -182,7 +182,7 @@ func TestStaleServedAndRefreshed(t *testing.T) {
 		time.Sleep(loadTime)
 		synctest.Wait() // the refresh is done
 
-		require.Equal(t, stampede.Stats{L2Hits: 1, Misses: 1, Loads: 2, EarlyRefreshes: 1, StaleServed: 1}, c.Stats())
+		require.Equal(t, stampede.Stats{Gets: 2, L2Hits: 1, Misses: 1, Loads: 2, EarlyRefreshes: 1, StaleServed: 1}, c.Stats())
 		requireSamples(t, map[string]float64{
 			`stampede_hits_total{cache="users",layer="l2"}`:                   1,
 			`stampede_stale_served_total{cache="users"}`:                      1,
