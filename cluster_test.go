@@ -2,7 +2,6 @@ package stampede_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -136,31 +135,7 @@ func TestClusterNotifications(t *testing.T) {
 	require.Less(t, lag, 50*time.Millisecond, "notified, not polling (every 100 ms)")
 	require.EqualValues(t, 1, src.calls.Load())
 
-	unused := func(context.Context, string) (string, error) { return "", errors.New("not expected") }
-	require.NoError(t, a.Set(ctx, "k", "v0"))
-	delays := make([]time.Duration, 0, 200)
-	for i := 1; i <= 200; i++ {
-		want := fmt.Sprint("v", i)
-		for range 2 { // the second read finds the value in B's L1
-			_, err := b.Get(ctx, "k", unused)
-			require.NoError(t, err)
-		}
-		require.True(t, stampede.InL1(b, "k"))
-		start := time.Now()
-		require.NoError(t, a.Set(ctx, "k", want))
-		for {
-			v, err := b.Get(ctx, "k", unused)
-			require.NoError(t, err)
-			if v == want {
-				break
-			}
-			require.Less(t, time.Since(start), time.Second, "B still returns %q", v)
-			time.Sleep(100 * time.Microsecond) // the resolution of the measure; a busy loop would slow Redis
-		}
-		delays = append(delays, time.Since(start))
-	}
-	slices.Sort(delays)
-	t.Logf("an update on A is visible on B after %v (p50) %v (p99) %v (max)", delays[100], delays[198], delays[199])
+	delays := coherenceDelays(t, a, b, 200)
 	// The message crosses the cluster bus when B subscribed on another node than the one that
 	// ran the write: a few milliseconds more than on a single node.
 	require.Less(t, delays[100], 20*time.Millisecond)
