@@ -344,12 +344,18 @@ func (cl *clusterAdmin) owner(t *testing.T, slot int) string {
 	t.Helper()
 	var owner string
 	for _, id := range cl.ids {
-		slots, err := cl.nodes[id].ClusterSlots(ctx).Result()
+		shards, err := cl.nodes[id].ClusterShards(ctx).Result()
 		require.NoError(t, err)
 		var o string
-		for _, s := range slots {
-			if s.Start <= slot && slot <= s.End {
-				o = s.Nodes[0].ID
+		for _, s := range shards {
+			for _, r := range s.Slots {
+				if r.Start <= int64(slot) && int64(slot) <= r.End {
+					for _, n := range s.Nodes {
+						if n.Role == "master" {
+							o = n.ID
+						}
+					}
+				}
 			}
 		}
 		require.NotEmpty(t, o, "slot %d is not served", slot)

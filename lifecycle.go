@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 )
 
-// lifecycle owns every goroutine a Cache starts: each runs through goTracked or between enter
-// and leave, and Close waits for all of them.
+// lifecycle owns every goroutine a Cache starts: each runs through goTracked, and Close waits
+// for all of them.
 type lifecycle struct {
 	// ctx is the cache's own lifetime, not a request's: Close cancels it, which ends the loads,
 	// waits and background work that run detached from their callers.
@@ -17,7 +17,7 @@ type lifecycle struct {
 	closed atomic.Bool // set by close; read on every call
 
 	mu      sync.Mutex
-	closing bool // guarded by mu; once set, enter fails, so wg.Add never races wg.Wait
+	closing bool // guarded by mu; once set, goTracked refuses, so wg.Add never races wg.Wait
 	wg      sync.WaitGroup
 }
 
@@ -26,28 +26,14 @@ func newLifecycle() *lifecycle {
 	return &lifecycle{ctx: ctx, cancel: cancel}
 }
 
-// enter registers a goroutine that is already running; it fails once Close has begun.
-func (l *lifecycle) enter() bool {
+// goTracked runs f on a new goroutine that Close waits for, unless Close has begun.
+func (l *lifecycle) goTracked(f func()) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closing {
 		return false
 	}
-	l.wg.Add(1)
-	return true
-}
-
-func (l *lifecycle) leave() { l.wg.Done() }
-
-// goTracked runs f on a new goroutine that Close waits for, unless Close has begun.
-func (l *lifecycle) goTracked(f func()) bool {
-	if !l.enter() {
-		return false
-	}
-	go func() {
-		defer l.leave()
-		f()
-	}()
+	l.wg.Go(f)
 	return true
 }
 
