@@ -28,7 +28,13 @@
 // [GetOption] values. [Cache.Stats] and [Hooks] report what the cache does.
 //
 // When Redis fails, Get still answers: through the loader, still once per key per instance, and
-// from values the L1 holds; the failure is reported to Stats and Hooks, not to callers.
+// from values the L1 holds; the failure is reported to Stats and Hooks, not to callers. After
+// five failures in a row a circuit breaker skips Redis on the read path for 250 ms at a time.
+//
+// Hot keys are found by sampling every Get into a small sketch ([WithHotKeys]), reported through
+// Hooks.OnHotKey and [Cache.HotKeys], and optionally promoted (kept in the L1, refreshed earlier)
+// or replicated ([WithReplicas], HotKeys.Replicas) over the nodes of a Redis Cluster, so that one
+// node does not serve a fleet's reads of one key alone.
 //
 // # Redis
 //
