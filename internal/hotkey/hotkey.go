@@ -17,8 +17,9 @@ import (
 )
 
 const (
-	depth = 4    // rows of the sketch: the chance of a bad estimate falls as e^-depth
-	width = 4096 // counters per row: an estimate exceeds the truth by at most e/width of the samples, mostly
+	depth     = 4              // rows of the sketch: the chance of a bad estimate falls as e^-depth
+	widthBits = 12             // depth*widthBits <= 64: each row's index is its own bits of one hash
+	width     = 1 << widthBits // counters per row: an estimate exceeds the truth by at most e/width of the samples, mostly
 )
 
 // Entry is a key and its estimated number of requests (samples times the sampling rate).
@@ -91,12 +92,14 @@ func (d *Detector) Count(key string) {
 
 // counters returns the counters of key in sk, one per row.
 func (d *Detector) counters(sk *sketch, key string) [depth]*atomic.Uint32 {
+	// Each row takes its own 12 bits of one 64-bit hash, so rows are independent: a key shares
+	// all its counters with another key with probability 2^-48. (Deriving the rows as h1 + i*h2
+	// mod 4096 leaves only 2^24 distinct sets of counters; among a million keys some cold key then
+	// shares every counter with a hot one and reads as hot.)
 	h := maphash.String(d.seed, key)
-	h1, h2 := uint32(h), uint32(h>>32)|1
 	var cs [depth]*atomic.Uint32
 	for i := range depth {
-		// Kirsch-Mitzenmacher: row i uses h1 + i*h2, as good as independent hashes.
-		cs[i] = &sk[i][(h1+uint32(i)*h2)&(width-1)]
+		cs[i] = &sk[i][(h>>(widthBits*i))&(width-1)]
 	}
 	return cs
 }
