@@ -4,54 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/stampede-cache/stampede"
+	"github.com/stampede-cache/stampede/internal/redistest"
 )
 
 var ctx = context.Background()
 
-// miniRedis starts an in-process Redis whose key expiry follows time.Now, so that inside a
-// testing/synctest bubble it follows the bubble's fake clock. It is closed when the test ends.
-func miniRedis(t testing.TB) *miniredis.Miniredis {
-	t.Helper()
-	m := miniredis.NewMiniRedis()
-	m.ClockTTL(true)
-	t.Cleanup(m.Close)
-	return m
-}
-
-// client returns a go-redis client of m that connects in memory, as a synctest bubble needs.
-func client(t testing.TB, m *miniredis.Miniredis) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{
-		// An IP address and no maintenance notifications: go-redis would resolve a host name,
-		// which a synctest bubble forbids.
-		Addr:                     "127.0.0.1:6379",
-		Dialer:                   func(context.Context, string, string) (net.Conn, error) { return m.Dial() },
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-		PoolSize:                 64,
-	})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 // newCache starts a cache of strings on m, closed when the test ends.
 func newCache(t testing.TB, m *miniredis.Miniredis, opts ...stampede.Option) *stampede.Cache[string] {
 	t.Helper()
-	c, err := stampede.New[string](client(t, m), opts...)
+	c, err := stampede.New[string](redistest.Client(t, m), opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })
 	return c

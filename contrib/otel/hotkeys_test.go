@@ -11,6 +11,7 @@ import (
 
 	"github.com/stampede-cache/stampede"
 	stampedeotel "github.com/stampede-cache/stampede/contrib/otel"
+	"github.com/stampede-cache/stampede/internal/redistest"
 )
 
 const gauge = "stampede.hot_key.requests"
@@ -20,7 +21,7 @@ const gauge = "stampede.hot_key.requests"
 func hotCache(t *testing.T, m *stampedeotel.Metrics, h stampede.HotKeys) *stampede.Cache[string] {
 	t.Helper()
 	h.Window, h.SampleRate = time.Second, 1
-	c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()), stampede.WithHotKeys(h))
+	c := newCache(t, redistest.Mini(t), stampede.WithHooks(m.Hooks()), stampede.WithHotKeys(h))
 	m.Observe(c)
 	return c
 }
@@ -128,7 +129,7 @@ func TestHotKeyLabel(t *testing.T) {
 func TestHotKeysOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reader, m := instrumented(t, stampedeotel.Options{})
-		c := newCache(t, miniRedis(t), stampede.WithoutHotKeys())
+		c := newCache(t, redistest.Mini(t), stampede.WithoutHotKeys())
 		m.Observe(c)
 		getN(t, c, map[string]int{"k": 3})
 		nextWindow()

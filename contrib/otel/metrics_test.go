@@ -11,6 +11,7 @@ import (
 
 	"github.com/stampede-cache/stampede"
 	stampedeotel "github.com/stampede-cache/stampede/contrib/otel"
+	"github.com/stampede-cache/stampede/internal/redistest"
 )
 
 // instrumented returns a manual reader and the Metrics of a cache named "users" on a
@@ -30,7 +31,7 @@ func instrumented(t *testing.T, opts stampedeotel.Options) (*sdkmetric.ManualRea
 func TestHitsMissesAndLoads(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reader, m := instrumented(t, stampedeotel.Options{})
-		r := miniRedis(t)
+		r := redistest.Mini(t)
 		other := newCache(t, r) // another instance of the service, not instrumented
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
 		m.Observe(c)
@@ -82,7 +83,7 @@ func TestHitsMissesAndLoads(t *testing.T) {
 func TestLoadHistogramBuckets(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reader, m := instrumented(t, stampedeotel.Options{LoadBuckets: []float64{0.01, 0.05, 1}})
-		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()))
+		c := newCache(t, redistest.Mini(t), stampede.WithHooks(m.Hooks()))
 		_, err := c.Get(ctx, "k", loader("v", nil))
 		require.NoError(t, err)
 
@@ -118,7 +119,7 @@ func TestDefaultBuckets(t *testing.T) {
 func TestLeaseWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reader, m := instrumented(t, stampedeotel.Options{})
-		r := miniRedis(t)
+		r := redistest.Mini(t)
 		other := newCache(t, r)
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
 		m.Observe(c)
@@ -161,7 +162,7 @@ func TestLeaseWait(t *testing.T) {
 func TestStaleServedAndRefreshed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reader, m := instrumented(t, stampedeotel.Options{})
-		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
+		c := newCache(t, redistest.Mini(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
 			stampede.WithTTL(time.Second), stampede.WithJitter(0), stampede.WithEarlyRefresh(0),
 			stampede.WithStaleWhileRevalidate(10*time.Second))
 		m.Observe(c)
@@ -193,7 +194,7 @@ func TestStaleServedAndRefreshed(t *testing.T) {
 func TestRedisErrorsByOperation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reader, m := instrumented(t, stampedeotel.Options{})
-		r := miniRedis(t)
+		r := redistest.Mini(t)
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
 		m.Observe(c)
 
@@ -218,7 +219,7 @@ func TestRedisErrorsByOperation(t *testing.T) {
 func TestReplicaHitsAndMisses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reader, m := instrumented(t, stampedeotel.Options{})
-		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
+		c := newCache(t, redistest.Mini(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
 			stampede.WithReplicas(2), stampede.WithReplicaTTL(time.Second))
 		m.Observe(c)
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stampede-cache/stampede"
 	stampedeprom "github.com/stampede-cache/stampede/contrib/prometheus"
+	"github.com/stampede-cache/stampede/internal/redistest"
 )
 
 // TestJoinedHooksReportToAll gives a cache the metrics' hooks joined with the caller's, and
@@ -27,7 +28,7 @@ func TestJoinedHooksReportToAll(t *testing.T) {
 			loaded = append(loaded, key)
 			mu.Unlock()
 		}}
-		c := newCache(t, miniRedis(t), stampede.WithHooks(stampede.JoinHooks(m.Hooks(), mine, m2.Hooks())))
+		c := newCache(t, redistest.Mini(t), stampede.WithHooks(stampede.JoinHooks(m.Hooks(), mine, m2.Hooks())))
 		_, err := c.Get(ctx, "k", loader("v", nil))
 		require.NoError(t, err)
 

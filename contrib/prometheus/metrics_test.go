@@ -13,6 +13,7 @@ import (
 
 	"github.com/stampede-cache/stampede"
 	stampedeprom "github.com/stampede-cache/stampede/contrib/prometheus"
+	"github.com/stampede-cache/stampede/internal/redistest"
 )
 
 // instrumented returns a registry and the Metrics of a cache named "users" registered there.
@@ -29,7 +30,7 @@ func instrumented(t *testing.T, opts stampedeprom.Options) (*prometheus.Registry
 func TestHitsMissesAndLoads(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg, m := instrumented(t, stampedeprom.Options{})
-		r := miniRedis(t)
+		r := redistest.Mini(t)
 		other := newCache(t, r) // another instance of the service, not instrumented
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
 		m.Observe(c)
@@ -90,7 +91,7 @@ func TestHitsMissesAndLoads(t *testing.T) {
 func TestLoadHistogramBuckets(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg, m := instrumented(t, stampedeprom.Options{LoadBuckets: []float64{0.01, 0.05, 1}})
-		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()))
+		c := newCache(t, redistest.Mini(t), stampede.WithHooks(m.Hooks()))
 		_, err := c.Get(ctx, "k", loader("v", nil))
 		require.NoError(t, err)
 
@@ -125,7 +126,7 @@ stampede_load_duration_seconds_count{cache="users",result="ok"} 1
 func TestLeaseWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg, m := instrumented(t, stampedeprom.Options{})
-		r := miniRedis(t)
+		r := redistest.Mini(t)
 		other := newCache(t, r)
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
 		m.Observe(c)
@@ -168,7 +169,7 @@ func TestLeaseWait(t *testing.T) {
 func TestStaleServedAndRefreshed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg, m := instrumented(t, stampedeprom.Options{})
-		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
+		c := newCache(t, redistest.Mini(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
 			stampede.WithTTL(time.Second), stampede.WithJitter(0), stampede.WithEarlyRefresh(0),
 			stampede.WithStaleWhileRevalidate(10*time.Second))
 		m.Observe(c)
@@ -200,7 +201,7 @@ func TestStaleServedAndRefreshed(t *testing.T) {
 func TestRedisErrorsByOperation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg, m := instrumented(t, stampedeprom.Options{})
-		r := miniRedis(t)
+		r := redistest.Mini(t)
 		c := newCache(t, r, stampede.WithHooks(m.Hooks()))
 		m.Observe(c)
 
@@ -225,7 +226,7 @@ func TestRedisErrorsByOperation(t *testing.T) {
 func TestReplicaHitsAndMisses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg, m := instrumented(t, stampedeprom.Options{})
-		c := newCache(t, miniRedis(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
+		c := newCache(t, redistest.Mini(t), stampede.WithHooks(m.Hooks()), stampede.WithoutL1(),
 			stampede.WithReplicas(2), stampede.WithReplicaTTL(time.Second))
 		m.Observe(c)
 
