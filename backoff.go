@@ -6,21 +6,19 @@ import (
 	"github.com/maypok86/otter/v2"
 )
 
-const (
-	// backoffBase is the back-off after a key's first failed load; each further failure in a
-	// row doubles it, up to backoffMax. The actual wait is drawn in [d/2, d).
-	backoffBase = 100 * time.Millisecond
-	backoffMax  = 5 * time.Second
-	// maxFailures bounds how many failing keys are remembered.
-	maxFailures = 10_000
-)
+// maxFailures bounds how many failing keys are remembered.
+const maxFailures = 10_000
 
 // failures remembers the keys whose last load failed, in this instance or (through the Failed
 // message) in another, so that the next attempt waits a short, jittered back-off instead of
 // every caller retrying the source at once. Meanwhile callers get the stale value if their
 // policy allows (stale-if-error) or the error.
+//
+// The back-off after a key's first failed load is drawn in [base/2, base); each further
+// failure in a row doubles it, up to max (WithFailureBackoff). A zero base turns it off.
 type failures struct {
-	cache *otter.Cache[string, failure]
+	cache     *otter.Cache[string, failure]
+	base, max time.Duration
 }
 
 type failure struct {
@@ -30,7 +28,7 @@ type failure struct {
 	keep   time.Duration
 }
 
-func newFailures(clock otter.Clock) (*failures, error) {
+func newFailures(clock otter.Clock, base, max time.Duration) (*failures, error) {
 	c, err := otter.New(&otter.Options[string, failure]{
 		MaximumSize: maxFailures,
 		Clock:       clock,
@@ -41,13 +39,16 @@ func newFailures(clock otter.Clock) (*failures, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &failures{cache: c}, nil
+	return &failures{cache: c, base: base, max: max}, nil
 }
 
 // record notes a failed load of key at now; rand is uniform in [0, 1). A failure reported by
 // another instance (remote) only starts a back-off where none is running: the instance that
 // failed hears its own report too, and it must not replace the error or double the back-off.
 func (f *failures) record(key string, err error, now int64, rand float64, remote bool) {
+	if f.base == 0 {
+		return
+	}
 	f.cache.Compute(key, func(old failure, found bool) (failure, otter.ComputeOp) {
 		if remote && found && now < old.until {
 			return old, otter.CancelOp
@@ -56,10 +57,10 @@ func (f *failures) record(key string, err error, now int64, rand float64, remote
 		if found {
 			streak = old.streak + 1
 		}
-		d := min(backoffBase<<min(streak-1, 16), backoffMax)
+		d := min(f.base<<min(streak-1, 16), f.max)
 		d = d/2 + time.Duration(float64(d/2)*rand)
 		// The entry outlives the back-off, so that a failure soon after it ends doubles it.
-		return failure{err: err, streak: streak, until: now + int64(d), keep: d + backoffMax}, otter.WriteOp
+		return failure{err: err, streak: streak, until: now + int64(d), keep: d + f.max}, otter.WriteOp
 	})
 }
 

@@ -23,11 +23,20 @@ import (
 
 // A Loader reads the value of key from the source of truth. It returns ErrNotFound (possibly
 // wrapped) when the key does not exist. Its ctx keeps the values of the caller that started the
-// load but not its cancellation, and ends at the cache's load timeout or at Close.
+// load but not its cancellation (Refresh's load follows its caller's ctx), and ends at the
+// cache's load timeout or at Close. A loader that does not return by then is abandoned, and a
+// loader that panics fails its load with a *PanicError; neither crashes the process or holds
+// the key.
+//
+// When a load fails (an error other than ErrNotFound, a panic, the load timeout), every
+// instance backs off the key for a moment: 50 to 100 ms after the first failure, doubling while
+// the loads keep failing, up to 5 s (WithFailureBackoff). Meanwhile Get returns the error of
+// the failed load, or a stale value if the policy allows it (StaleIfError), without calling
+// its loader: a failing source is not retried by every caller at once.
 type Loader[V any] func(ctx context.Context, key string) (V, error)
 
-// redisClient lists the go-redis methods the cache calls. Client, ClusterClient, Ring and the
-// failover clients all have them.
+// redisClient lists the go-redis methods the cache calls. Client and ClusterClient (and the
+// failover clients, which are of these types) have them.
 type redisClient interface {
 	Get(ctx context.Context, key string) *redis.StringCmd
 	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
@@ -59,7 +68,7 @@ type Cache[V any] struct {
 	replicaTTL    time.Duration
 	codec         Codec
 	maxValueBytes int
-	hooks         Hooks
+	hooks         *hooks
 	log           *slog.Logger
 
 	l1        *l1[V]   // nil when no key may use it
@@ -80,12 +89,21 @@ type Cache[V any] struct {
 	rand     func() float64
 }
 
-// New returns a Cache over client (a single node, Sentinel or Cluster client). It subscribes to
-// the namespace's channel before it returns; if Redis refuses the subscription, New logs it and
-// succeeds: waiters then poll, and a goroutine keeps trying to subscribe.
+// New returns a Cache over client: a *redis.Client (a single node, or Sentinel through
+// redis.NewFailoverClient) or a *redis.ClusterClient. A *redis.Ring is refused, as its nodes
+// do not share pub/sub. Build the client with ContextTimeoutEnabled, so that it applies the
+// cache's Redis timeout to its connections; without it, New logs a warning and the cache bounds
+// each call itself (see WithRedisTimeout).
+//
+// New subscribes to the namespace's channel before it returns, waiting at most the Redis
+// timeout; if Redis does not confirm the subscription, New logs it and succeeds: waiters then
+// poll, and a goroutine keeps trying to subscribe.
 func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error) {
 	if client == nil {
 		return nil, errors.New("stampede: nil Redis client")
+	}
+	if _, ok := client.(*redis.Ring); ok {
+		return nil, errRing
 	}
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -99,8 +117,18 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
+	var rc redisClient = client
+	honors, known := honorsDeadlines(client)
+	if known && !honors {
+		cfg.loud().Warn("stampede: the Redis client was built without ContextTimeoutEnabled, so it "+
+			"ignores context deadlines and waits for its own Read/WriteTimeout (3 s by default); "+
+			"the cache bounds each call to the Redis timeout with a goroutine per call instead. "+
+			"Set ContextTimeoutEnabled: true in the client's options.",
+			"redis_timeout", cfg.redisTimeout)
+		rc = deadlineClient{client}
+	}
 	c := &Cache[V]{
-		client:        client,
+		client:        rc,
 		namespace:     cfg.namespace,
 		channel:       scripts.Channel(cfg.namespace),
 		policy:        cfg.policy,
@@ -113,7 +141,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		replicaTTL:    cfg.replicaTTL,
 		codec:         cfg.codec,
 		maxValueBytes: cfg.maxValueBytes,
-		hooks:         cfg.hooks,
+		hooks:         &hooks{Hooks: cfg.hooks, log: cfg.loud()},
 		log:           cfg.logger,
 		refreshes:     newRefreshes(cfg.refreshWorkers),
 		breaker:       breaker.New(breakerThreshold, breakerCooldown),
@@ -128,14 +156,14 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		c.hot = newHotKeys(cfg.hotKeys.withDefaults(cfg.l1TTL))
 	}
 	c.clock = coarse.New(time.Millisecond)
-	f, err := newFailures(c.clock)
+	f, err := newFailures(c.clock, cfg.backoffBase, cfg.backoffMax)
 	if err != nil {
 		c.clock.Stop()
 		return nil, fmt.Errorf("stampede: %w", err)
 	}
 	c.failures = f
 	if cfg.usesL1() {
-		l1, err := newL1[V](cfg.l1Size, cfg.l1TTL, c.clock, cfg.logger)
+		l1, err := newL1[V](cfg.l1Size, cfg.l1TTL, cfg.floorTTL(), c.clock, cfg.logger)
 		if err != nil {
 			f.close()
 			c.clock.Stop()
@@ -144,17 +172,16 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		c.l1 = l1
 	}
 	c.notify = notifier{
-		client:  client,
-		channel: c.channel,
-		timeout: cfg.redisTimeout,
-		log:     cfg.logger,
-		failed:  c.redisFailed,
-		handle:  c.onMessage,
-		reset:   c.onSubscribed,
+		client:           rc,
+		channel:          c.channel,
+		timeout:          cfg.redisTimeout,
+		log:              cfg.logger,
+		failed:           c.redisFailed,
+		handle:           c.onMessage,
+		reset:            c.onSubscribed,
+		ignoresDeadlines: known && !honors,
 	}
-	ctx, cancel := context.WithTimeout(c.life.ctx, cfg.redisTimeout)
-	first, err := c.notify.subscribe(ctx)
-	cancel()
+	first, err := c.notify.subscribe(c.life.ctx)
 	if err == nil {
 		c.notify.confirmed()
 	} else {
@@ -178,6 +205,12 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 // Get returns ErrNotFound when load did (now or, cached, earlier). It returns ctx.Err() when ctx
 // ends first; the load goes on for the others. When Redis fails, Get still answers through the
 // loader, deduplicated per instance, and reports the failure to Stats and Hooks only.
+//
+// After a load of key fails, on this instance or another, Get returns that load's error (or a
+// stale value, under StaleIfError) without calling load, for a short back-off: see Loader and
+// WithFailureBackoff. A load that does not return within the load timeout fails with
+// ErrLoadTimeout; a wait for another instance's load that outlasts the load timeout plus two
+// lease TTLs fails with ErrWaitTimeout.
 func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V], opts ...GetOption) (V, error) {
 	var zero V
 	if err := c.check(key); err != nil {
@@ -224,13 +257,13 @@ func (c *Cache[V]) count(stat int, key string) {
 // getL2 is Get after the L1: one GET (of a replica first, for a replicated key), and a flight
 // if what it read cannot be served.
 func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) (V, error) {
-	obs.epoch = c.epoch(key)
+	obs.since = c.l1Now()
 	if n := c.replicasOf(key, p); n > 0 {
 		if v, err, ok := c.readReplica(ctx, key, n, p, load, &obs); ok {
 			return v, err
 		}
 	}
-	raw, err := c.read(ctx, scripts.ValueKey(c.namespace, key), key)
+	raw, _, err := c.read(ctx, scripts.ValueKey(c.namespace, key), key, false)
 	switch {
 	case err != nil:
 		if ctx.Err() != nil {
@@ -245,7 +278,7 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 			switch v := c.judge(&e.h, now, p, c.hot.isPromoted(key)); v {
 			case serve, serveAndRefresh:
 				c.count(statL2Hits, key)
-				c.keep(key, e.value, e.h, now, p, obs.epoch)
+				c.keep(key, e.value, e.h, p, obs.since)
 				if v == serveAndRefresh {
 					c.refreshInBackground(ctx, key, p, load, &e.h, now)
 				}
@@ -276,29 +309,30 @@ func (c *Cache[V]) getL2(ctx context.Context, key string, p *Policy, load Loader
 // readResult is the reply to a GET of a key's envelope.
 type readResult struct {
 	raw []byte
+	ttl time.Duration // the key's remaining TTL, when asked for
 	err error
 }
 
 // read returns the value of the Redis key rk (the envelope of key, or of one of its replicas),
-// from a GET that began after this call did. Concurrent callers share GETs of a Redis key: the
-// first reads on its own goroutine, and the callers that arrive while it reads share the next
-// GET, which starts when it ends.
-func (c *Cache[V]) read(ctx context.Context, rk, key string) ([]byte, error) {
+// from a GET that began after this call did, and with withTTL, the key's remaining TTL (0 if
+// it has none). Concurrent callers share GETs of a Redis key: the first reads on its own
+// goroutine, and the callers that arrive while it reads share the next GET, which starts when
+// it ends.
+func (c *Cache[V]) read(ctx context.Context, rk, key string, withTTL bool) ([]byte, time.Duration, error) {
 	if l, ok := c.reads.Lead(rk); ok {
-		raw, err := c.redisGet(ctx, rk, key)
+		r := c.redisGet(ctx, rk, key, withTTL)
 		c.reads.End(l)
-		return raw, err
+		return r.raw, r.ttl, r.err
 	}
 	// This read serves other callers too: it must not end with this caller's ctx.
 	detached := context.WithoutCancel(ctx)
 	r, err := c.reads.Board(ctx, rk, func() readResult {
-		raw, err := c.redisGet(detached, rk, key)
-		return readResult{raw, err}
+		return c.redisGet(detached, rk, key, withTTL)
 	}, true)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return r.raw, r.err
+	return r.raw, r.ttl, r.err
 }
 
 // observation is what a caller found before it started a flight.
@@ -306,7 +340,7 @@ type observation[V any] struct {
 	seen      []byte      // generation bytes of the envelope read from Redis, nil if none
 	stale     *l1Entry[V] // a value to serve if the load fails (stale-if-error), or nil
 	redisDown bool        // the read failed: load without Redis
-	epoch     uint64      // the L1 epoch noted before the read
+	since     mark        // the L1's mark before the read (see l1.store)
 	replica   string      // the replica that missed and should get a copy of the primary
 }
 
@@ -336,17 +370,10 @@ func (e *l1Entry[V]) result() (V, error) {
 // goes on for the others.
 func (c *Cache[V]) flight(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) result[V] {
 	pol := *p
-	r, err := c.flights.Board(ctx, key, func() (r result[V]) {
-		defer func() {
-			// The loader's panics are recovered where it is called; this guards the rest, as a
-			// panic here would crash the process from the flight's goroutine.
-			if p := recover(); p != nil {
-				r = result[V]{err: &PanicError{Value: p, Stack: stack()}}
-			}
-		}()
+	r, err := c.flights.Board(ctx, key, func() result[V] {
 		fctx, cancel := c.life.detach(ctx)
 		defer cancel()
-		r = c.fetch(fctx, key, &pol, load, obs)
+		r := c.fetch(fctx, key, &pol, load, obs)
 		if r.err != nil && c.life.closed.Load() {
 			r.err = ErrClosed // the load was cancelled by Close, not by a caller
 		}
@@ -385,9 +412,13 @@ func (c *Cache[V]) decode(key string, raw []byte) (l1Entry[V], bool) {
 	h, payload, err := envelope.Parse(raw)
 	if err == nil && !h.Negative() {
 		var v V
-		if err = c.codec.Unmarshal(payload, &v); err == nil {
+		if p := userCall(func() { err = c.codec.Unmarshal(payload, &v) }); p != nil {
+			err = p
+		}
+		if err == nil {
 			return l1Entry[V]{value: v, h: h}, true
 		}
+		c.stats.Add(statCodecErrors)
 	}
 	if err != nil {
 		c.log.Warn("stampede: treating an unreadable Redis value as a miss", "key", key, "err", err)
@@ -409,8 +440,14 @@ func (c *Cache[V]) useL1(key string, p *Policy) bool {
 }
 
 // keep stores what was read or written for key in the L1, if the key uses it, for as long as
-// p may serve it (and the L1 TTL allows); epoch is the L1 epoch noted before the read or write.
-func (c *Cache[V]) keep(key string, v V, h envelope.Header, now int64, p *Policy, epoch uint64) {
+// p may serve it (and the L1 TTL allows); since is the L1's mark before the read or write
+// began (l1Now).
+func (c *Cache[V]) keep(key string, v V, h envelope.Header, p *Policy, since mark) {
+	c.keepAtMost(key, v, h, p, since, 0)
+}
+
+// keepAtMost is keep, for at most limit if it is not 0.
+func (c *Cache[V]) keepAtMost(key string, v V, h envelope.Header, p *Policy, since mark, limit time.Duration) {
 	if c.l1 == nil {
 		return
 	}
@@ -422,7 +459,18 @@ func (c *Cache[V]) keep(key string, v V, h envelope.Header, now int64, p *Policy
 	if promoted {
 		ttl = c.hot.cfg.PromotedL1TTL
 	}
-	c.l1.store(key, l1Entry[V]{value: v, h: h, promoted: promoted}, now, c.keepUntil(&h, p), epoch, ttl)
+	if limit > 0 {
+		ttl = min(ttl, limit)
+	}
+	c.l1.store(key, l1Entry[V]{value: v, h: h, promoted: promoted}, since, c.keepUntil(&h, p), ttl)
+}
+
+// l1Now is what a reader notes before it reads Redis or loads, for keep.
+func (c *Cache[V]) l1Now() mark {
+	if c.l1 == nil {
+		return mark{}
+	}
+	return c.l1.mark()
 }
 
 // keepUntil is when an entry stops being of any use under p (Unix nanoseconds).
@@ -441,14 +489,30 @@ const (
 // errCircuitOpen stands for a Redis call the read path skipped because Redis keeps failing.
 var errCircuitOpen = errors.New("stampede: Redis is failing; skipped while the circuit is open")
 
-// redisGet reads the Redis key rk, which holds an envelope of key; nil without error when
-// there is none.
-func (c *Cache[V]) redisGet(ctx context.Context, rk, key string) ([]byte, error) {
+// redisGet reads the Redis key rk, which holds an envelope of key, and with withTTL its
+// remaining TTL in the same round trip; nil without error when there is none.
+func (c *Cache[V]) redisGet(ctx context.Context, rk, key string, withTTL bool) readResult {
 	if !c.breaker.Allow(time.Now().UnixNano()) {
-		return nil, errCircuitOpen
+		return readResult{err: errCircuitOpen}
 	}
 	rctx, cancel := c.redisContext(ctx)
-	raw, err := c.client.Get(rctx, rk).Bytes()
+	var raw []byte
+	var ttl time.Duration
+	var err error
+	if withTTL {
+		var get *redis.StringCmd
+		var pttl *redis.DurationCmd
+		_, err = c.client.Pipelined(rctx, func(pipe redis.Pipeliner) error {
+			get, pttl = pipe.Get(rctx, rk), pipe.PTTL(rctx, rk)
+			return nil
+		})
+		if get != nil {
+			raw, err = get.Bytes()
+			ttl = max(pttl.Val(), 0)
+		}
+	} else {
+		raw, err = c.client.Get(rctx, rk).Bytes()
+	}
 	cancel()
 	if errors.Is(err, redis.Nil) {
 		raw, err = nil, nil
@@ -461,7 +525,7 @@ func (c *Cache[V]) redisGet(ctx context.Context, rk, key string) ([]byte, error)
 	default:
 		c.redisFailed("get", key, err)
 	}
-	return raw, err
+	return readResult{raw: raw, ttl: ttl, err: err}
 }
 
 // redisContext returns the context of one Redis call: ctx, with the cache's Redis timeout
@@ -532,18 +596,16 @@ func (c *Cache[V]) policyFor(key string, opts []GetOption) (Policy, error) {
 // onMessage applies a message of the namespace's channel: a write evicts the key from the L1,
 // and a failed load elsewhere starts the key's back-off here too.
 func (c *Cache[V]) onMessage(m scripts.Message) {
+	// Any message about a key ends another instance's refresh of it, or its lease.
+	c.refreshes.clear(m.Key)
 	switch m.Kind {
-	case scripts.Filled:
-		if c.l1 != nil {
-			c.l1.filled(m.Key, m.Gen)
-		}
-		c.failures.clear(m.Key)
-		c.refreshes.clear(m.Key)
-	case scripts.Evicted:
+	case scripts.Filled, scripts.Evicted:
 		if c.l1 != nil {
 			c.l1.evict(m.Key, m.Gen)
 		}
-		c.refreshes.clear(m.Key)
+		if m.Kind == scripts.Filled {
+			c.failures.clear(m.Key)
+		}
 	case scripts.Failed:
 		if !m.NotFound {
 			c.failures.record(m.Key, &remoteError{msg: m.Err}, time.Now().UnixNano(), c.rand(), true)
@@ -565,8 +627,10 @@ func (c *Cache[V]) newToken() string {
 
 // Close stops the cache: it ends the subscription, cancels the loads and refreshes this
 // instance runs, releases their leases where Redis allows, and waits for every goroutine of the
-// cache to return. Calls after Close return ErrClosed. Close is idempotent and returns nil; it
-// does not close the Redis client.
+// cache to return, each Redis call within the Redis timeout. It waits at most one second more
+// for loaders to return after their ctx ended: a loader that ignores its ctx is left running,
+// and what it returns is dropped. Calls after Close return ErrClosed. Close is idempotent and
+// returns nil; it does not close the Redis client.
 func (c *Cache[V]) Close() error {
 	if c.life.close(c.notify.close) {
 		c.failures.close()

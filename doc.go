@@ -39,11 +39,20 @@
 // # Redis
 //
 // New accepts any go-redis v9 [github.com/redis/go-redis/v9.UniversalClient]: a single node,
-// Sentinel, or Cluster. The keys of a user key K in namespace N are N:{K} (the value), N:{K}:lock
-// (the lease) and N:{K}:gen (the fence); they share one hash slot, so the Lua scripts run on a
+// Sentinel, or Cluster (a Ring is refused). The keys of a user key K in namespace N are N:{K} (the
+// value), N:{K}:lock (the lease), N:{K}:gen (the fence) and N:{K}:wait (a waiter's mark, for
+// leases of the previous version); they share one hash slot, so the Lua scripts run on a
 // cluster. Values are stored in an envelope: a 24-byte header (generation, written-at, fresh-for,
 // load time, flags) before the [Codec]'s bytes.
 //
 // Set the client's ContextTimeoutEnabled option so that the cache's Redis timeout
-// ([WithRedisTimeout]) bounds reads and writes of its connections, not only waits for one.
+// ([WithRedisTimeout]) bounds reads and writes of its connections; without it, New warns and
+// bounds each call with a goroutine of its own.
+//
+// Every wait has a bound: a Redis call, the Redis timeout; a load, the load timeout
+// ([WithLoadTimeout]), after which a loader that ignores its ctx is abandoned; a wait for
+// another instance's load, the load timeout plus two lease TTLs ([ErrWaitTimeout]), with a look
+// at Redis every 100 ms at least; Close, the Redis timeout plus one second for loaders. User
+// code (loaders, codecs, hooks) that panics never crashes the process: see [PanicError] and
+// [Hooks].
 package stampede

@@ -1,5 +1,7 @@
 package stampede
 
+import "time"
+
 // SetRand replaces the cache's source of uniform numbers in [0, 1), used for jitter and early
 // refresh.
 func SetRand[V any](c *Cache[V], f func() float64) { c.rand = f }
@@ -12,6 +14,20 @@ func InL1[V any](c *Cache[V], key string) bool {
 	if c.l1 == nil {
 		return false
 	}
-	_, ok := c.l1.cache.GetEntryQuietly(key)
+	e, ok := c.l1.cache.GetEntryQuietly(key)
+	return ok && !e.Value.tomb
+}
+
+// RefreshesBusy returns how many keys the cache remembers as being refreshed, here or by
+// another instance.
+func RefreshesBusy[V any](c *Cache[V]) int {
+	c.refreshes.mu.Lock()
+	defer c.refreshes.mu.Unlock()
+	return len(c.refreshes.busy)
+}
+
+// BackoffActive reports whether key's failure back-off holds now.
+func BackoffActive[V any](c *Cache[V], key string) bool {
+	_, ok := c.failures.active(key, time.Now().UnixNano())
 	return ok
 }

@@ -1,11 +1,18 @@
 package stampede
 
-import "time"
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
 
 // Hooks are optional callbacks for metrics and tracing. A nil field is skipped. Hooks run on the
 // goroutine that observed the event, after the cache released its locks, and never on the path
 // of a fresh L1 hit (a stale one calls OnStaleServed); they must be safe for concurrent use and
-// should return quickly.
+// should return quickly. A hook that panics does not crash the process: the panic is recovered,
+// logged once per hook at Error (to WithLogger's logger, or slog.Default() when none was given),
+// and ignored.
 type Hooks struct {
 	// OnLoad is called after every call of a loader, with its duration and error (nil on
 	// success, ErrNotFound possibly wrapped, or a *PanicError).
@@ -36,33 +43,77 @@ type Hooks struct {
 	OnReplicated func(key string, replicas int)
 }
 
-func (h *Hooks) load(key string, took time.Duration, err error) {
+// hookID names a hook, for the once-per-hook report of its panics.
+type hookID int
+
+const (
+	hookOnLoad hookID = iota
+	hookOnLeaseWait
+	hookOnStaleServed
+	hookOnEarlyRefresh
+	hookOnRedisError
+	hookOnHotKey
+	hookOnReplicated
+	numHooks
+)
+
+var hookNames = [numHooks]string{"OnLoad", "OnLeaseWait", "OnStaleServed", "OnEarlyRefresh",
+	"OnRedisError", "OnHotKey", "OnReplicated"}
+
+// hooks calls a cache's Hooks through userCall: a hook that panics is logged once, at Error,
+// and its panics are ignored from then on, so that a metrics bug never takes a process down.
+type hooks struct {
+	Hooks
+	log      *slog.Logger // the loud logger: the user's, or slog.Default()
+	panicked [numHooks]atomic.Bool
+}
+
+func (h *hooks) call(id hookID, f func()) {
+	if p := userCall(f); p != nil && !h.panicked[id].Swap(true) {
+		h.log.Error("stampede: a hook panicked; it stays installed and its panics are ignored",
+			"hook", hookNames[id], "panic", fmt.Sprint(p.Value), "stack", string(p.Stack))
+	}
+}
+
+func (h *hooks) load(key string, took time.Duration, err error) {
 	if h.OnLoad != nil {
-		h.OnLoad(key, took, err)
+		h.call(hookOnLoad, func() { h.OnLoad(key, took, err) })
 	}
 }
 
-func (h *Hooks) leaseWait(key string, waited time.Duration) {
+func (h *hooks) leaseWait(key string, waited time.Duration) {
 	if h.OnLeaseWait != nil {
-		h.OnLeaseWait(key, waited)
+		h.call(hookOnLeaseWait, func() { h.OnLeaseWait(key, waited) })
 	}
 }
 
-func (h *Hooks) staleServed(key string, age time.Duration) {
+func (h *hooks) staleServed(key string, age time.Duration) {
 	if h.OnStaleServed != nil {
-		h.OnStaleServed(key, age)
+		h.call(hookOnStaleServed, func() { h.OnStaleServed(key, age) })
 	}
 }
 
-func (h *Hooks) earlyRefresh(key string) {
+func (h *hooks) earlyRefresh(key string) {
 	if h.OnEarlyRefresh != nil {
-		h.OnEarlyRefresh(key)
+		h.call(hookOnEarlyRefresh, func() { h.OnEarlyRefresh(key) })
 	}
 }
 
-func (h *Hooks) redisError(op, key string, err error) {
+func (h *hooks) redisError(op, key string, err error) {
 	if h.OnRedisError != nil {
-		h.OnRedisError(op, key, err)
+		h.call(hookOnRedisError, func() { h.OnRedisError(op, key, err) })
+	}
+}
+
+func (h *hooks) hotKey(key string, rate float64) {
+	if h.OnHotKey != nil {
+		h.call(hookOnHotKey, func() { h.OnHotKey(key, rate) })
+	}
+}
+
+func (h *hooks) replicated(key string, replicas int) {
+	if h.OnReplicated != nil {
+		h.call(hookOnReplicated, func() { h.OnReplicated(key, replicas) })
 	}
 }
 

@@ -150,9 +150,7 @@ func (c *Cache[V]) endHotKeyWindow(elapsed time.Duration) {
 		if k.Rate >= h.cfg.Threshold {
 			c.stats.Add(statHotKeys)
 			hot[k.Key] = struct{}{}
-			if c.hooks.OnHotKey != nil {
-				c.hooks.OnHotKey(k.Key, k.Rate)
-			}
+			c.hooks.hotKey(k.Key, k.Rate)
 		} else if _, ok := wasHot[k.Key]; ok && k.Rate >= h.cfg.Threshold/2 {
 			hot[k.Key] = struct{}{} // cooling, not cold yet
 		}
@@ -169,14 +167,14 @@ func (c *Cache[V]) endHotKeyWindow(elapsed time.Duration) {
 	for k := range hot {
 		if _, ok := wasHot[k]; !ok {
 			c.log.Info("stampede: hot key", "key", k, "promoted", h.cfg.Promote, "replicas", h.cfg.Replicas)
-			if h.cfg.Replicas > 0 && c.hooks.OnReplicated != nil {
-				c.hooks.OnReplicated(k, h.cfg.Replicas)
+			if h.cfg.Replicas > 0 {
+				c.hooks.replicated(k, h.cfg.Replicas)
 			}
 		}
 	}
 	for k := range wasHot {
-		if _, ok := hot[k]; !ok && h.cfg.Replicas > 0 && c.hooks.OnReplicated != nil {
-			c.hooks.OnReplicated(k, 0)
+		if _, ok := hot[k]; !ok && h.cfg.Replicas > 0 {
+			c.hooks.replicated(k, 0)
 		}
 	}
 }

@@ -57,14 +57,15 @@ func BenchmarkL1Memory(b *testing.B) {
 			before := heapInUse()
 			clock := coarse.New(time.Millisecond)
 			defer clock.Stop()
-			l, err := newL1[[]byte](memEntries, time.Hour, clock, slog.New(slog.DiscardHandler))
+			l, err := newL1[[]byte](memEntries, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
 			if err != nil {
 				b.Fatal(err)
 			}
-			now := time.Now().UnixNano()
+			since := l.mark()
+			now := since.at
 			h := envelope.Header{Gen: 1, WrittenAt: now, FreshUntil: now + int64(time.Hour), LoadTime: time.Millisecond}
 			for i, k := range keys {
-				l.store(k, l1Entry[[]byte]{value: value100(i), h: h}, now, h.FreshUntil, l.epoch(k), time.Hour)
+				l.store(k, l1Entry[[]byte]{value: value100(i), h: h}, since, h.FreshUntil, time.Hour)
 			}
 			b.ReportMetric(float64(heapInUse()-before)/memEntries, "B/entry")
 			runtime.KeepAlive(l)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // lifecycle owns every goroutine a Cache starts: each runs through goTracked, and Close waits
@@ -19,7 +20,12 @@ type lifecycle struct {
 	mu      sync.Mutex
 	closing bool // guarded by mu; once set, goTracked refuses, so wg.Add never races wg.Wait
 	wg      sync.WaitGroup
+	loaders sync.WaitGroup // the goroutines that call loaders; Close waits for them briefly
 }
+
+// loaderGrace bounds how long Close waits for loaders to return after it cancelled their
+// contexts: a loader that ignores its ctx is left running, and its value is dropped.
+const loaderGrace = time.Second
 
 func newLifecycle() *lifecycle {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -34,6 +40,18 @@ func (l *lifecycle) goTracked(f func()) bool {
 		return false
 	}
 	l.wg.Go(f)
+	return true
+}
+
+// goLoader runs f, a call of a loader, on a new goroutine, unless Close has begun. Close waits
+// for it at most loaderGrace: a loader that ignores its ctx must not hold Close.
+func (l *lifecycle) goLoader(f func()) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing {
+		return false
+	}
+	l.loaders.Go(f)
 	return true
 }
 
@@ -63,5 +81,16 @@ func (l *lifecycle) close(beforeWait func()) bool {
 	l.cancel()
 	beforeWait()
 	l.wg.Wait()
+	returned := make(chan struct{})
+	go func() {
+		l.loaders.Wait()
+		close(returned)
+	}()
+	t := time.NewTimer(loaderGrace)
+	defer t.Stop()
+	select {
+	case <-returned:
+	case <-t.C:
+	}
 	return true
 }

@@ -3,8 +3,7 @@ package stampede
 import (
 	"context"
 	"errors"
-	"runtime/debug"
-	"strconv"
+	"fmt"
 	"time"
 
 	"github.com/stampede-cache/stampede/internal/envelope"
@@ -38,6 +37,7 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 			// Watch before asking, so that a notification sent in between is not missed.
 			w = c.notify.watch(key)
 		}
+		since := c.l1Now()
 		lr, err := c.lease(ctx, key, k, token, obs.seen, p.Strategy == Singleflight)
 		if err != nil || lr.State != scripts.Held {
 			if w != nil {
@@ -54,7 +54,7 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 			}
 			return c.loadAlone(ctx, key, p, load, obs)
 		case lr.State == scripts.Changed:
-			if r, ok := c.adopt(ctx, key, []byte(lr.Value), p, load, &obs); ok {
+			if r, ok := c.adopt(ctx, key, []byte(lr.Value), since, p, load, &obs); ok {
 				return r
 			}
 			// It changed into something nobody may serve: ask again with what it is now.
@@ -70,12 +70,19 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 			if err != nil {
 				return result[V]{err: err}
 			}
-			if m.Kind == scripts.Failed {
+			switch {
+			case m.Kind == scripts.Failed:
 				return c.failed(&remoteError{msg: m.Err, notFound: m.NotFound}, obs)
+			case m.Kind == scripts.Filled && m.Value != "":
+				// The fill sent its value: take it rather than read Redis, which may have
+				// evicted it already.
+				if r, ok := c.adopt(ctx, key, []byte(m.Value), since, p, load, &obs); ok {
+					return r
+				}
 			}
 		}
 		if time.Now().After(giveUp) {
-			return result[V]{err: errors.New("stampede: gave up waiting for the load of " + key)}
+			return result[V]{err: fmt.Errorf("%w (key %q)", ErrWaitTimeout, key)}
 		}
 	}
 }
@@ -108,7 +115,7 @@ func (c *Cache[V]) lease(ctx context.Context, key string, k scripts.Keys, token 
 
 // adopt takes a value that changed in Redis while the caller looked: it returns it if it may be
 // served, and otherwise records it in obs for the next look.
-func (c *Cache[V]) adopt(ctx context.Context, key string, raw []byte, p *Policy, load Loader[V], obs *observation[V]) (result[V], bool) {
+func (c *Cache[V]) adopt(ctx context.Context, key string, raw []byte, since mark, p *Policy, load Loader[V], obs *observation[V]) (result[V], bool) {
 	obs.seen = seenGen(raw)
 	e, ok := c.decode(key, raw)
 	if !ok {
@@ -117,7 +124,7 @@ func (c *Cache[V]) adopt(ctx context.Context, key string, raw []byte, p *Policy,
 	now := time.Now().UnixNano()
 	switch v := c.judge(&e.h, now, p, c.hot.isPromoted(key)); v {
 	case serve, serveAndRefresh:
-		c.keep(key, e.value, e.h, now, p, obs.epoch)
+		c.keep(key, e.value, e.h, p, since)
 		if v == serveAndRefresh {
 			c.refreshInBackground(ctx, key, p, load, &e.h, now)
 		}
@@ -129,13 +136,12 @@ func (c *Cache[V]) adopt(ctx context.Context, key string, raw []byte, p *Policy,
 	return result[V]{}, false
 }
 
-// await waits for a message about the key, or until the lease would have expired, or, while no
-// subscription carries messages, for the polling interval.
+// await waits for a message about the key, or until the lease would have expired, or at most
+// pollEvery: then the caller looks at Redis again. The poll bounds what a lost notification
+// costs: Redis may evict the wait mark under memory pressure, so that the holder's fill does
+// not publish, or the subscription may be down.
 func (c *Cache[V]) await(ctx context.Context, w *waiter, left time.Duration) (scripts.Message, error) {
-	d := max(left, time.Millisecond) + leaseSlack
-	if !c.notify.subscribed.Load() {
-		d = min(d, pollEvery)
-	}
+	d := min(max(left, time.Millisecond)+leaseSlack, pollEvery)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -155,13 +161,14 @@ func (c *Cache[V]) lead(ctx context.Context, key string, k scripts.Keys, token, 
 	if p.Strategy == Lease {
 		stop = c.keepLease(key, k, token)
 	}
-	v, took, err := c.callLoader(ctx, key, load)
+	l := c.runLoad(ctx, key, p, load, true)
 	stop()
-	return c.settle(ctx, key, k, token, fence, p, v, took, err, obs)
+	return c.settle(ctx, key, k, token, fence, p, l, obs)
 }
 
 // keepLease extends the lease every third of its TTL until stop is called, so that a load
-// slower than the lease TTL does not let a second one start.
+// slower than the lease TTL does not let a second one start. The load's own deadline (the load
+// timeout) ends it: a loader that ignores its ctx cannot hold the lease for longer.
 func (c *Cache[V]) keepLease(key string, k scripts.Keys, token string) (stop func()) {
 	done := make(chan struct{})
 	c.life.goTracked(func() {
@@ -191,107 +198,152 @@ func (c *Cache[V]) keepLease(key string, k scripts.Keys, token string) (stop fun
 	return func() { close(done) }
 }
 
-// callLoader calls load under the cache's load timeout and turns a panic into a *PanicError.
-func (c *Cache[V]) callLoader(ctx context.Context, key string, load Loader[V]) (v V, took time.Duration, err error) {
-	lctx, cancel := context.WithTimeout(ctx, c.loadTimeout)
-	defer cancel()
-	start := time.Now()
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: stack()}
-		}
-		took = time.Since(start)
-		c.stats.Add(statLoads)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			c.stats.Add(statLoadErrors)
-		}
-		c.hooks.load(key, took, err)
-	}()
-	v, err = load(lctx, key)
-	return v, 0, err
+// loaded is the outcome of one call of a loader, and what is to be written of it.
+type loaded[V any] struct {
+	value V
+	took  time.Duration
+	// err is nil, ErrNotFound (possibly wrapped), or a failure: the loader's error, a
+	// *PanicError, an ErrLoadTimeout, or an error encoding the value.
+	err error
+	// cancelled: the load ended only because its caller's ctx ended, or Close: that is no
+	// failure of the source, and err is the ctx's error.
+	cancelled bool
+	h         envelope.Header // of the value, or of the not-found entry to cache
+	fresh     time.Duration   // h's fresh lifetime
+	env       []byte          // the envelope to write; nil if nothing is to be written
 }
 
-func stack() []byte { return debug.Stack() }
+// errLoadDeadline is the cause of a load's context ending at the load timeout, which tells it
+// apart from the cancellation of the context the load follows.
+var errLoadDeadline = errors.New("stampede: load timeout")
+
+// runLoad calls load and prepares what is to be written: the value's envelope, or the
+// not-found entry if the policy caches it. Without encode (a load kept in the L1 only), the
+// value is not encoded. It reports the load to Stats and Hooks once, with the final error.
+func (c *Cache[V]) runLoad(ctx context.Context, key string, p *Policy, load Loader[V], encode bool) loaded[V] {
+	l := c.callLoader(ctx, key, load)
+	now := time.Now()
+	switch {
+	case l.cancelled:
+	case l.err == nil:
+		l.h, l.fresh = c.header(now, p.TTL, l.took, 0)
+		if encode {
+			l.env, l.err = c.encode(l.h, l.value)
+		}
+	case errors.Is(l.err, ErrNotFound) && p.NegativeTTL > 0:
+		l.h, l.fresh = c.header(now, p.NegativeTTL, l.took, envelope.FlagNegative)
+		l.env = envelope.Append(nil, l.h)
+	}
+	c.stats.Add(statLoads)
+	if l.err != nil && !l.cancelled && !errors.Is(l.err, ErrNotFound) {
+		c.stats.Add(statLoadErrors)
+	}
+	c.hooks.load(key, l.took, l.err)
+	return l
+}
+
+// callLoader calls load on a goroutine of its own, under the load timeout, and waits for it
+// until it returns or its ctx ends, whichever comes first: a loader that ignores its ctx is
+// abandoned (its goroutine ends when it returns, and what it returns is dropped). A panic is
+// recovered as a *PanicError. Whether a load that ended with its ctx failed (the load timeout)
+// or was cancelled (ctx, which is the caller's or ends at Close) is decided by the state of the
+// contexts, not by the error the loader returned.
+func (c *Cache[V]) callLoader(ctx context.Context, key string, load Loader[V]) loaded[V] {
+	lctx, cancel := context.WithTimeoutCause(ctx, c.loadTimeout, errLoadDeadline)
+	defer cancel()
+	start := time.Now()
+	done := make(chan loaded[V], 1)
+	if !c.life.goLoader(func() {
+		var l loaded[V]
+		if p := userCall(func() { l.value, l.err = load(lctx, key) }); p != nil {
+			l.err = p
+		}
+		done <- l
+	}) {
+		return loaded[V]{err: ErrClosed, cancelled: true}
+	}
+	var l loaded[V]
+	returned := true
+	select {
+	case l = <-done:
+	case <-lctx.Done():
+		returned = false
+	}
+	l.took = time.Since(start)
+	if lctx.Err() != nil && (!returned || l.err != nil) {
+		var zero V
+		l.value = zero
+		if context.Cause(lctx) == errLoadDeadline {
+			l.err = fmt.Errorf("%w after %v: %w", ErrLoadTimeout, c.loadTimeout, context.DeadlineExceeded)
+		} else {
+			l.err, l.cancelled = ctx.Err(), true
+		}
+	}
+	return l
+}
 
 // settle ends a load: it writes the value (or the not-found) under the fence, or releases the
-// lease and tells the waiters that the load failed.
-func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, v V, took time.Duration, loadErr error, obs observation[V]) result[V] {
-	// The load is over: its write, or the release of its lease, must happen even if Close
-	// cancelled the load meanwhile (each Redis call is still bounded by the Redis timeout).
+// lease and tells the waiters why.
+func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, l loaded[V], obs observation[V]) result[V] {
+	// The load is over: its write, or the release of its lease, must happen even if the caller
+	// or Close ended the load meanwhile (each Redis call is still bounded by the Redis timeout).
 	ctx = context.WithoutCancel(ctx)
-	now := time.Now()
-	if loadErr != nil && c.life.closed.Load() && errors.Is(loadErr, context.Canceled) {
-		// Close cancelled the load: the lease goes, and waiters elsewhere take it over.
-		c.release(ctx, k, token, key, nil)
-		return result[V]{err: ErrClosed}
-	}
+	now := time.Now().UnixNano()
 	switch {
-	case loadErr == nil:
-		h, fresh := c.header(now, p.TTL, took, 0)
-		env, err := c.encode(h, v)
-		if err != nil {
-			// An unstorable value is a failed load: back off, as for a loader's error.
-			c.release(ctx, k, token, key, err)
-			c.failures.record(key, err, now.UnixNano(), c.rand(), false)
-			return result[V]{err: err}
-		}
-		c.fill(ctx, key, k, token, fence, p, env, h, fresh, v, obs)
-		return result[V]{value: v}
-	case errors.Is(loadErr, ErrNotFound) && p.NegativeTTL > 0:
-		h, fresh := c.header(now, p.NegativeTTL, took, envelope.FlagNegative)
-		var zero V
-		c.fill(ctx, key, k, token, fence, p, envelope.Append(nil, h), h, fresh, zero, obs)
-		return result[V]{err: loadErr}
+	case l.cancelled:
+		// Not a failure of the source: the lease goes, and a waiter takes it over.
+		c.release(ctx, k, token, key, nil)
+		return result[V]{err: l.err}
+	case l.env != nil:
+		c.fill(ctx, key, k, token, fence, p, l, obs)
+		return result[V]{value: l.value, err: l.err}
+	case errors.Is(l.err, ErrNotFound):
+		c.release(ctx, k, token, key, l.err)
+		return result[V]{err: l.err}
 	}
-	c.release(ctx, k, token, key, loadErr)
-	if errors.Is(loadErr, ErrNotFound) {
-		return result[V]{err: loadErr}
+	// Record the failure before the release publishes it, so that this instance's own message
+	// does not count as a second failure.
+	c.failures.record(key, l.err, now, c.rand(), false)
+	if errors.Is(l.err, ErrLoadTimeout) {
+		// This loader is stuck, not necessarily the source: let a waiter load with its own.
+		c.release(ctx, k, token, key, nil)
+	} else {
+		c.release(ctx, k, token, key, l.err)
 	}
-	c.failures.record(key, loadErr, now.UnixNano(), c.rand(), false)
-	return c.failed(loadErr, obs)
+	return c.failed(l.err, obs)
 }
 
 // fill writes a loaded envelope under the fence and keeps it in the L1 unless a newer write
 // fenced it out.
-func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, env []byte, h envelope.Header, fresh time.Duration, v V, obs observation[V]) {
-	// The fill writes generation fence+1 if nothing fenced it out.
-	next, perr := strconv.ParseUint(fence, 10, 64)
-	if c.l1 != nil && perr == nil {
-		next++
-		c.l1.expect(key, next)
-	}
+func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, l loaded[V], obs observation[V]) {
+	since := c.l1Now()
 	rctx, cancel := c.redisContext(ctx)
 	gen, ok, err := scripts.Fill(rctx, c.client, k, scripts.FillArgs{
-		Token: token, Fence: fence, Envelope: env,
-		TTL: p.hardTTL(fresh), GenTTL: c.genTTL, Channel: c.channel, Key: key,
+		Token: token, Fence: fence, Envelope: l.env,
+		TTL: p.hardTTL(l.fresh), GenTTL: c.genTTL, Channel: c.channel, Key: key,
 	})
 	cancel()
-	if c.l1 != nil && perr == nil {
-		written := next
-		if err != nil {
-			written = 0 // unknown: the fill may or may not have happened
-		}
-		defer c.l1.written(key, written)
-	}
+	h := l.h
 	switch {
 	case err != nil:
-		// The value is good, Redis is not: serve it from this instance (with generation 0, which
-		// any message evicts) and let the lease expire.
+		// The value is good, Redis is not: serve it from this instance, with generation 0 (any
+		// message evicts it) and as new as the load's start, and let the lease expire.
 		c.redisFailed("fill", key, err)
+		since = obs.since
 	case !ok:
 		c.stats.Add(statFencedLoads)
 		return
 	default:
 		h.Gen = gen
 		if n := c.replicasOf(key, p); n > 0 {
-			c.writeReplicas(ctx, key, n, env, gen, h, p)
+			c.writeReplicas(ctx, key, n, l.env, gen, h, p)
 		}
 	}
-	c.keep(key, v, h, h.WrittenAt, p, obs.epoch)
+	c.keep(key, l.value, h, p, since)
 }
 
-// release gives up the lease after a failed load and tells the waiters why; with a nil
-// loadErr, only that the lease is free.
+// release gives up the lease and tells the waiters why: that the load failed with loadErr, or
+// with a nil loadErr only that the lease is free.
 func (c *Cache[V]) release(ctx context.Context, k scripts.Keys, token, key string, loadErr error) {
 	if token == "" {
 		return
@@ -315,23 +367,18 @@ func (c *Cache[V]) release(ctx context.Context, k scripts.Keys, token, key strin
 // loadAlone loads without Redis, which failed: the flight still makes it one load per key in
 // this instance, and the value is kept in the L1 only.
 func (c *Cache[V]) loadAlone(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) result[V] {
-	v, took, err := c.callLoader(ctx, key, load)
-	now := time.Now()
+	l := c.runLoad(ctx, key, p, load, false)
 	switch {
-	case err == nil:
-		h, _ := c.header(now, p.TTL, took, 0)
-		c.keep(key, v, h, h.WrittenAt, p, obs.epoch)
-		return result[V]{value: v}
-	case errors.Is(err, ErrNotFound):
-		if p.NegativeTTL > 0 {
-			h, _ := c.header(now, p.NegativeTTL, took, envelope.FlagNegative)
-			var zero V
-			c.keep(key, zero, h, h.WrittenAt, p, obs.epoch)
-		}
-		return result[V]{err: err}
+	case l.cancelled:
+		return result[V]{err: l.err}
+	case l.err == nil || l.env != nil: // a value, or a not-found to cache
+		c.keep(key, l.value, l.h, p, obs.since)
+		return result[V]{value: l.value, err: l.err}
+	case errors.Is(l.err, ErrNotFound):
+		return result[V]{err: l.err}
 	}
-	c.failures.record(key, err, now.UnixNano(), c.rand(), false)
-	return c.failed(err, obs)
+	c.failures.record(key, l.err, time.Now().UnixNano(), c.rand(), false)
+	return c.failed(l.err, obs)
 }
 
 // failed returns the stale value a failed load may fall back to (stale-if-error), or err. Each

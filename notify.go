@@ -40,11 +40,15 @@ type notifier struct {
 	handle  func(scripts.Message)           // called for each message, before its waiters are woken
 	reset   func()                          // called when a subscription is confirmed
 
+	// ignoresDeadlines: the client does not apply a context's deadline to its connections
+	// (no ContextTimeoutEnabled), so calls that could block are bounded here.
+	ignoresDeadlines bool
+
 	subscribed atomic.Bool // a confirmed subscription carries messages
 
 	mu      sync.Mutex
 	waiters map[string][]*waiter // guarded by mu
-	ps      *redis.PubSub        // guarded by mu; the current subscription, nil if none
+	ps      *redis.PubSub        // guarded by mu; the subscription, being confirmed or current; nil if none
 	closed  bool                 // guarded by mu
 }
 
@@ -108,29 +112,60 @@ func (n *notifier) wake(m scripts.Message, all bool) {
 	}
 }
 
-// subscribe opens a subscription and waits for Redis to confirm it.
+// subscribe opens a subscription and waits for Redis to confirm it, for at most the Redis
+// timeout. Close closes it meanwhile too.
 func (n *notifier) subscribe(ctx context.Context) (*redis.PubSub, error) {
-	ps := n.client.Subscribe(ctx)
-	err := ps.Subscribe(ctx, n.channel)
-	if err == nil {
-		var msg any
-		msg, err = ps.ReceiveTimeout(ctx, n.timeout)
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
+	defer cancel()
+	ps := n.client.Subscribe(ctx) // no channel yet: no I/O
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		n.closePubSub(ps)
+		return nil, ErrClosed
+	}
+	n.ps = ps
+	n.mu.Unlock()
+	confirm := func() error {
+		if err := ps.Subscribe(ctx, n.channel); err != nil {
+			return err
+		}
+		msg, err := ps.ReceiveTimeout(ctx, n.timeout)
 		if _, ok := msg.(*redis.Subscription); err == nil && !ok {
 			err = errors.New("stampede: unexpected reply to SUBSCRIBE")
 		}
+		return err
+	}
+	var err error
+	if n.ignoresDeadlines {
+		err = bounded(ctx, confirm, func(err error) error { return err })
+	} else {
+		err = confirm()
 	}
 	n.mu.Lock()
 	if err == nil && n.closed {
 		err = ErrClosed
 	}
+	if err != nil && n.ps == ps {
+		n.ps = nil
+	}
+	n.mu.Unlock()
 	if err != nil {
-		n.mu.Unlock()
-		_ = ps.Close()
+		n.closePubSub(ps)
 		return nil, err
 	}
-	n.ps = ps
-	n.mu.Unlock()
 	return ps, nil
+}
+
+// closePubSub closes ps. go-redis's Close waits for a subscribe in progress on ps, which a
+// client that ignores deadlines may hold for its own timeouts: then it closes in the
+// background.
+func (n *notifier) closePubSub(ps *redis.PubSub) {
+	if n.ignoresDeadlines {
+		go func() { _ = ps.Close() }()
+		return
+	}
+	_ = ps.Close()
 }
 
 // run keeps a subscription until Close, resubscribing with back-off when it is lost. first is
@@ -178,7 +213,10 @@ func (n *notifier) receive(ctx context.Context, ps *redis.PubSub) error {
 			if !pinged && errors.As(err, &ne) && ne.Timeout() {
 				// Silence: make sure the connection is alive. go-redis reports a ping that
 				// cannot be written; one that gets no answer shows as the next timeout.
-				if err := ps.Ping(ctx); err == nil {
+				pctx, cancel := context.WithTimeout(ctx, n.timeout)
+				err := ps.Ping(pctx)
+				cancel()
+				if err == nil {
 					pinged = true
 					continue
 				}
@@ -217,7 +255,7 @@ func (n *notifier) lost(ps *redis.PubSub) {
 		n.ps = nil
 	}
 	n.mu.Unlock()
-	_ = ps.Close()
+	n.closePubSub(ps)
 	n.wake(scripts.Message{Kind: scripts.Released}, true)
 }
 
@@ -228,6 +266,6 @@ func (n *notifier) close() {
 	ps := n.ps
 	n.mu.Unlock()
 	if ps != nil {
-		_ = ps.Close()
+		n.closePubSub(ps)
 	}
 }

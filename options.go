@@ -222,15 +222,20 @@ func WithLeaseTTL(d time.Duration) Option {
 
 // WithLoadTimeout sets the deadline of every load. Loads run detached from the cancellation
 // of the caller that started them (others may be waiting for them) and end at this deadline or
-// at Close. Default: 10 seconds.
+// at Close. A loader that ignores its ctx is abandoned at the deadline: its callers get
+// ErrLoadTimeout, the key's lease is released so that another caller can load, and what the
+// loader returns later is dropped. Default: 10 seconds.
 func WithLoadTimeout(d time.Duration) Option {
 	return option(func(c *config) { c.loadTimeout = d })
 }
 
-// WithRedisTimeout sets the deadline of each Redis call. go-redis applies a context's deadline
-// to reads and writes of the connection only when the client's ContextTimeoutEnabled option is
-// set; otherwise its ReadTimeout and WriteTimeout do, and this deadline bounds the wait for a
-// pooled connection. Default: 250 milliseconds.
+// WithRedisTimeout sets the deadline of each Redis call, so that no call of the cache waits
+// longer for Redis, even for a Redis that accepts connections and never answers. go-redis
+// applies a context's deadline to reads and writes of the connection only when the client's
+// ContextTimeoutEnabled option is set: set it. For a client without it, New logs a warning and
+// the cache stops waiting for each call at this deadline itself, at the cost of a goroutine
+// per Redis call (the call goes on in the background until go-redis's own timeouts end it).
+// Default: 250 milliseconds.
 func WithRedisTimeout(d time.Duration) Option {
 	return option(func(c *config) { c.redisTimeout = d })
 }
@@ -252,9 +257,25 @@ func WithHooks(h Hooks) Option {
 }
 
 // WithLogger sets where the cache logs what an operator should know (a subscription lost, a
-// fallback taken). Nothing is logged on the hit path. Default: nothing is logged.
+// fallback taken). Nothing is logged on the hit path. Default: nothing is logged, except what
+// is a bug to fix (a client that ignores context deadlines, a hook that panics), which goes to
+// slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return option(func(c *config) { c.logger = l })
+	return option(func(c *config) { c.logger, c.loggerSet = l, true })
+}
+
+// WithFailureBackoff sets the back-off after a failed load. When a load of a key fails (the
+// loader's error, a panic, a timeout; not ErrNotFound, and not a load cancelled by its caller
+// or Close), every instance stops loading that key for a while: callers get a stale value if
+// their policy allows it (stale-if-error), or else the error of the failed load, without
+// calling their loader. The first failure backs off for a time drawn in [base/2, base); each
+// further failure in a row doubles it, up to max. A successful load anywhere ends it. This is
+// what keeps a failing source from being retried by every caller at once.
+//
+// WithFailureBackoff(0, 0) turns it off: after a failure the next caller loads again (still
+// one load per key at a time). Default: base 100 milliseconds, max 5 seconds.
+func WithFailureBackoff(base, max time.Duration) Option {
+	return option(func(c *config) { c.backoffBase, c.backoffMax = base, max })
 }
 
 // WithRefreshWorkers bounds how many background refreshes (early refresh and
@@ -281,7 +302,10 @@ type config struct {
 	maxValueBytes  int
 	hooks          Hooks
 	logger         *slog.Logger
+	loggerSet      bool
 	refreshWorkers int
+	backoffBase    time.Duration
+	backoffMax     time.Duration
 	hotKeys        HotKeys
 	hotKeysOff     bool
 	replicaTTL     time.Duration
@@ -302,6 +326,8 @@ func defaultConfig() config {
 		logger:         slog.New(slog.DiscardHandler),
 		refreshWorkers: 64,
 		replicaTTL:     2 * time.Second,
+		backoffBase:    100 * time.Millisecond,
+		backoffMax:     5 * time.Second,
 	}
 }
 
@@ -328,6 +354,8 @@ func (c *config) validate() error {
 	check(c.maxValueBytes <= 0, "WithMaxValueBytes(%d): must be positive", c.maxValueBytes)
 	check(c.logger == nil, "WithLogger: nil logger")
 	check(c.refreshWorkers <= 0, "WithRefreshWorkers(%d): must be positive", c.refreshWorkers)
+	check(c.backoffBase < 0 || c.backoffMax < c.backoffBase || c.backoffBase == 0 && c.backoffMax != 0,
+		"WithFailureBackoff(%v, %v): need 0 <= base <= max, or both 0 (off)", c.backoffBase, c.backoffMax)
 	h := c.hotKeys
 	check(!(h.Threshold >= 0) || math.IsInf(h.Threshold, 0) || h.Window < 0 || h.TopK < 0 || h.SampleRate < 0 || h.PromotedL1TTL < 0 ||
 		h.Replicas < 0 || h.Replicas > maxReplicas,
@@ -345,9 +373,24 @@ func (c *config) validate() error {
 	return errors.Join(errs...)
 }
 
+// loud returns the logger of what the user must hear about even without WithLogger.
+func (c *config) loud() *slog.Logger {
+	if c.loggerSet {
+		return c.logger
+	}
+	return slog.Default()
+}
+
 // usesL1 reports whether any key may use the L1.
 func (c *config) usesL1() bool {
 	return c.policyFunc != nil || !c.policy.SkipL1 || !c.hotKeysOff && c.hotKeys.Promote
+}
+
+// floorTTL is how long the L1 keeps the generation floor of a key after a message evicted it:
+// longer than a read that began before the message can take to reach the L1 (a Redis call is
+// bounded by the Redis timeout, and a coalesced read may wait for one before its own).
+func (c *config) floorTTL() time.Duration {
+	return max(time.Second, 4*c.redisTimeout)
 }
 
 // genTTL is how long a fence outlives its last write: longer than any load that read it can

@@ -21,8 +21,14 @@ type refreshes struct {
 	mu sync.Mutex
 	// busy maps a key to 0 while this instance refreshes it, or to when the lease that another
 	// instance holds for it expires (Unix nanoseconds), until a message about the key comes.
-	busy map[string]int64 // guarded by mu
+	// Entries of leases that expired are swept every sweepEvery.
+	busy      map[string]int64 // guarded by mu
+	nextSweep int64            // guarded by mu
 }
+
+// sweepEvery is how often refreshes forgets the expired leases of other instances that no
+// message ended (their holder died).
+const sweepEvery = int64(10 * time.Second)
 
 func newRefreshes(limit int) refreshes {
 	return refreshes{slots: semaphore.NewWeighted(int64(limit)), busy: make(map[string]int64)}
@@ -31,6 +37,14 @@ func newRefreshes(limit int) refreshes {
 func (r *refreshes) begin(key string, now int64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if now >= r.nextSweep {
+		r.nextSweep = now + sweepEvery
+		for k, until := range r.busy {
+			if until != 0 && now >= until {
+				delete(r.busy, k)
+			}
+		}
+	}
 	if until, ok := r.busy[key]; ok && (until == 0 || now < until) || !r.slots.TryAcquire(1) {
 		return false
 	}
@@ -96,7 +110,7 @@ func (c *Cache[V]) refreshInBackground(ctx context.Context, key string, p *Polic
 func (c *Cache[V]) refresh(ctx context.Context, key string, p *Policy, load Loader[V], seen []byte) (heldUntil int64) {
 	k := scripts.KeysFor(c.namespace, key)
 	token := c.newToken()
-	obs := observation[V]{seen: seen, epoch: c.epoch(key)}
+	obs := observation[V]{seen: seen, since: c.l1Now()}
 	lr, err := c.lease(ctx, key, k, token, seen, p.Strategy == Singleflight)
 	if err != nil {
 		if ctx.Err() == nil && err != errCircuitOpen {
@@ -107,7 +121,7 @@ func (c *Cache[V]) refresh(ctx context.Context, key string, p *Policy, load Load
 	switch lr.State {
 	case scripts.Changed:
 		// Someone wrote a newer value; its message evicts stale L1 copies, and this one is fresh.
-		c.adopt(ctx, key, []byte(lr.Value), p, load, &obs)
+		c.adopt(ctx, key, []byte(lr.Value), obs.since, p, load, &obs)
 	case scripts.Acquired:
 		c.stats.Add(statEarlyRefreshes)
 		c.hooks.earlyRefresh(key)

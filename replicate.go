@@ -24,10 +24,13 @@ import (
 // never the loader directly, and copies the primary to that replica.
 //
 // The bound: Delete, Invalidate, Set and Refresh remove or rewrite the replicas too, but best
-// effort (a replica on a node that cannot be reached keeps its copy), and a reader that read the
-// primary just before a write may copy it to a replica just after. So a replica may serve a value
-// for at most ReplicaTTL after the write that replaced it. Policies that must be exact
-// (inventory at checkout, balances) should not use replicas.
+// effort (a replica on a node that cannot be reached keeps its copy, and only an instance that
+// replicates the key touches them), and a reader that read the primary just before a write may
+// copy it to a replica just after (a copy never replaces a newer one). So a replica may serve a
+// value for at most ReplicaTTL (plus the copy's Redis timeout) after the write that replaced
+// it. An L1 keeps what it read from a replica no longer than the replica lives, and refuses a
+// replica older than a write it heard of, so the bound holds through the L1s too. Policies that
+// must be exact (inventory at checkout, balances) should not use replicas.
 
 // WithReplicas sets how many replicas serve the reads of keys (Policy.Replicas). Default: 0.
 func WithReplicas(n int) PolicyOption {
@@ -63,15 +66,17 @@ func (c *Cache[V]) replicaKey(key string, n int) string {
 // otherwise, after the primary was read (the caller's next step), writeBack copies it there.
 func (c *Cache[V]) readReplica(ctx context.Context, key string, n int, p *Policy, load Loader[V], obs *observation[V]) (v V, err error, ok bool) {
 	rk := c.replicaKey(key, n)
-	raw, rerr := c.read(ctx, rk, key)
+	raw, ttl, rerr := c.read(ctx, rk, key, true)
 	if rerr == nil && raw != nil {
-		if e, decoded := c.decode(key, raw); decoded {
+		// A replica older than what this instance's L1 knows of the key is a write behind.
+		if e, decoded := c.decode(key, raw); decoded && (c.l1 == nil || e.h.Gen >= c.l1.floor(key)) {
 			now := time.Now().UnixNano()
 			switch verdict := c.judge(&e.h, now, p, c.hot.isPromoted(key)); verdict {
 			case serve, serveAndRefresh:
 				c.stats.Add(statReplicaHits)
 				c.count(statL2Hits, key)
-				c.keep(key, e.value, e.h, now, p, obs.epoch)
+				// Kept no longer than the replica lives: the replica bound holds for the L1.
+				c.keepAtMost(key, e.value, e.h, p, obs.since, max(ttl, time.Millisecond))
 				if verdict == serveAndRefresh {
 					c.refreshInBackground(ctx, key, p, load, &e.h, now)
 				}
@@ -95,7 +100,8 @@ func (c *Cache[V]) copyToReplica(rk string, raw []byte, h envelope.Header, p *Po
 	c.life.goTracked(func() {
 		ctx, cancel := c.redisContext(c.life.ctx)
 		defer cancel()
-		if err := c.client.Set(ctx, rk, raw, ttl).Err(); err != nil && ctx.Err() == nil {
+		// Never over a newer copy: a write may have replaced the replica since the read.
+		if err := scripts.CopyReplica(ctx, c.client, rk, raw, ttl); err != nil && ctx.Err() == nil {
 			c.redisFailed("replica", rk, err)
 		}
 	})
@@ -112,7 +118,7 @@ func (c *Cache[V]) writeReplicas(ctx context.Context, key string, n int, env []b
 	defer cancel()
 	_, err := c.client.Pipelined(rctx, func(pipe redis.Pipeliner) error {
 		for _, rk := range scripts.ReplicaKeys(c.namespace, key, n) {
-			pipe.Set(rctx, rk, env, c.jittered(ttl))
+			scripts.CopyReplicaIn(rctx, pipe, rk, env, c.jittered(ttl))
 		}
 		return nil
 	})

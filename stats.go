@@ -38,6 +38,9 @@ type Stats struct {
 	// primary instead.
 	ReplicaHits   uint64
 	ReplicaMisses uint64
+	// CodecErrors counts values the codec failed to encode (the write or load fails, and counts
+	// in LoadErrors for a load) or to decode (read as a miss), including codec panics.
+	CodecErrors uint64
 }
 
 // The counters, in the order of their stripes.
@@ -55,6 +58,7 @@ const (
 	statHotKeys
 	statReplicaHits
 	statReplicaMisses
+	statCodecErrors
 	numStats
 )
 
@@ -76,5 +80,6 @@ func (c *Cache[V]) Stats() Stats {
 		HotKeys:        n(statHotKeys),
 		ReplicaHits:    n(statReplicaHits),
 		ReplicaMisses:  n(statReplicaMisses),
+		CodecErrors:    n(statCodecErrors),
 	}
 }

@@ -3,6 +3,7 @@ package stampede
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/stampede-cache/stampede/internal/envelope"
@@ -25,25 +26,16 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) 
 	if err != nil {
 		return err
 	}
-	epoch := c.epoch(key)
-	if c.l1 != nil {
-		c.l1.expect(key, 0) // the Set's generation is known only from its reply
-	}
+	since := c.l1Now()
 	rctx, cancel := c.redisContext(ctx)
 	gen, err := scripts.Set(rctx, c.client, scripts.KeysFor(c.namespace, key), env, p.hardTTL(fresh), c.genTTL, c.channel, key)
 	cancel()
 	if err != nil {
-		if c.l1 != nil {
-			c.l1.written(key, 0)
-		}
 		return c.writeFailed("set", key, err)
 	}
 	h.Gen = gen
 	c.failures.clear(key)
-	c.keep(key, v, h, h.WrittenAt, &p, epoch)
-	if c.l1 != nil {
-		c.l1.written(key, gen)
-	}
+	c.keep(key, v, h, &p, since)
 	if n := c.replicasOf(key, &p); n > 0 {
 		c.writeReplicas(ctx, key, n, env, gen, h, &p)
 	}
@@ -116,17 +108,19 @@ func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V]) (V, 
 		return zero, c.writeFailed("refresh", key, err)
 	}
 	if c.l1 != nil {
-		c.l1.evict(key, 0)
+		gen, _ := strconv.ParseUint(fence, 10, 64)
+		c.l1.evict(key, gen)
 	}
 	if n := c.replicasOf(key, &p); n > 0 {
 		c.dropReplicas(ctx, key, n) // readers go to the primary, which is marked stale
 	}
-	obs := observation[V]{epoch: c.epoch(key)}
+	obs := observation[V]{since: c.l1Now()}
 	stop := c.keepLease(key, k, token)
-	v, took, err := c.callLoader(ctx, key, load)
+	// The load follows the caller's ctx: if it ends the load, the lease is released without
+	// blaming the source, and the old value stays, stale.
+	l := c.runLoad(ctx, key, &p, load, true)
 	stop()
-	// The write and the release go on if the caller's ctx ends now, so that the lease is freed.
-	r := c.settle(context.WithoutCancel(ctx), key, k, token, fence, &p, v, took, err, obs)
+	r := c.settle(ctx, key, k, token, fence, &p, l, obs)
 	return r.value, r.err
 }
 
@@ -140,17 +134,17 @@ func (c *Cache[V]) writeFailed(op, key string, err error) error {
 	return fmt.Errorf("stampede: %s %q: %w", op, key, err)
 }
 
-func (c *Cache[V]) epoch(key string) uint64 {
-	if c.l1 == nil {
-		return 0
-	}
-	return c.l1.epoch(key)
-}
-
-// encode returns the envelope of v, refusing values over the size limit.
+// encode returns the envelope of v, refusing values over the size limit. A codec that fails or
+// panics is counted in Stats.CodecErrors and logged.
 func (c *Cache[V]) encode(h envelope.Header, v V) ([]byte, error) {
-	payload, err := c.codec.Marshal(v)
+	var payload []byte
+	var err error
+	if p := userCall(func() { payload, err = c.codec.Marshal(v) }); p != nil {
+		err = p
+	}
 	if err != nil {
+		c.stats.Add(statCodecErrors)
+		c.log.Warn("stampede: the codec cannot encode a value; it is not cached", "err", err)
 		return nil, fmt.Errorf("stampede: encode: %w", err)
 	}
 	if n := envelope.HeaderSize + len(payload); n > c.maxValueBytes {

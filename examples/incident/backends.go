@@ -61,7 +61,7 @@ func (b *backends) openRedis(ctx context.Context, addr string) error {
 		b.stop = advanceClock(m)
 		addr = m.Addr()
 	}
-	base := &redis.Options{Addr: addr}
+	base := &redis.Options{Addr: addr, ContextTimeoutEnabled: true}
 	if strings.Contains(addr, "://") {
 		var err error
 		if base, err = redis.ParseURL(addr); err != nil {

@@ -43,7 +43,8 @@ func Client(t testing.TB, m *miniredis.Miniredis) *redis.Client {
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		// Enough connections that no caller waits for one: go-redis waits on timers from a
 		// process-wide pool, which a synctest bubble may not touch.
-		PoolSize: 4096,
+		PoolSize:              4096,
+		ContextTimeoutEnabled: true,
 	})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -67,7 +68,7 @@ func PostgresURL(t testing.TB) string {
 // Real returns a client of the real Redis, checked with PING, closed when the test ends.
 func Real(t testing.TB) *redis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: Addr(t)})
+	c := redis.NewClient(&redis.Options{Addr: Addr(t), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = c.Close() })
 	if err := c.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("redistest: STAMPEDE_REDIS_ADDR=%s: %v", Addr(t), err)

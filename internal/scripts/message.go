@@ -22,13 +22,15 @@ const (
 // Message is what the scripts and the caches publish on a namespace's channel.
 //
 // Encoding: kind (1 byte), generation (8, big-endian), key length (4, big-endian), key, then for
-// Failed one byte that is 1 when the error was a not-found, and the error text.
+// Failed one byte that is 1 when the error was a not-found, and the error text; for Filled,
+// the envelope written when somebody waited for it and it is at most MaxMessageValue bytes.
 type Message struct {
 	Kind     Kind
 	Gen      uint64
 	Key      string
 	NotFound bool   // Failed only
 	Err      string // Failed only
+	Value    string // Filled only: the envelope written, or empty
 }
 
 const messageHeader = 1 + 8 + 4
@@ -48,6 +50,9 @@ func (m Message) Append(dst []byte) []byte {
 		}
 		dst = append(dst, nf)
 		dst = append(dst, m.Err...)
+	}
+	if m.Kind == Filled {
+		dst = append(dst, m.Value...)
 	}
 	return dst
 }
@@ -70,7 +75,11 @@ func ParseMessage(s string) (Message, error) {
 		return Message{}, errBadMessage
 	}
 	m.Key, rest = rest[:n], rest[n:]
-	if m.Kind != Failed {
+	switch m.Kind {
+	case Filled:
+		m.Value = rest
+		return m, nil
+	case Evicted, Released:
 		if rest != "" {
 			return Message{}, errBadMessage
 		}

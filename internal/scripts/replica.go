@@ -1,6 +1,12 @@
 package scripts
 
-import "strconv"
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // slots is the number of hash slots of a Redis Cluster.
 const slots = 16384
@@ -84,4 +90,28 @@ func crc16(s string) uint16 {
 		c = c<<8 ^ crcTable[byte(c>>8)^s[i]]
 	}
 	return c
+}
+
+// copyReplicaScript writes a replica unless the one in place has a newer generation, so that a
+// late copy of an old read never replaces what a write put there. Generations are 8 big-endian
+// bytes at the same offset in every envelope, so they compare as strings.
+// KEYS: replica. ARGV: envelope, ms.
+var copyReplicaScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and #v >= 10 and string.sub(v, 3, 10) > string.sub(ARGV[1], 3, 10) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// CopyReplica writes env to the replica rk for ttl, unless rk holds a newer generation.
+func CopyReplica(ctx context.Context, c Scripter, rk string, env []byte, ttl time.Duration) error {
+	return copyReplicaScript.Run(ctx, c, []string{rk}, env, ms(ttl)).Err()
+}
+
+// CopyReplicaIn queues CopyReplica in a pipeline. It sends the script's text (a pipeline cannot
+// fall back from EVALSHA to EVAL), which is short.
+func CopyReplicaIn(ctx context.Context, pipe redis.Pipeliner, rk string, env []byte, ttl time.Duration) {
+	copyReplicaScript.Eval(ctx, pipe, []string{rk}, env, ms(ttl))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,12 +16,15 @@ import (
 const prelude = `
 -- gen returns the fence of a key, creating it from the server clock (in microseconds) when it
 -- is missing, so that a fence never goes back when its key expires or Redis restarts empty.
+-- Either way the fence lives ttl from now, longer than any load that reads it now can run.
 local function gen(key, ttl)
   local g = redis.call('GET', key)
   if not g then
     local t = redis.call('TIME')
     g = t[1] .. string.format('%06d', tonumber(t[2]))
     redis.call('SET', key, g, 'PX', ttl)
+  else
+    redis.call('PEXPIRE', key, ttl)
   end
   return g
 end
@@ -51,8 +55,51 @@ local function publish(channel, kind, g, key)
   redis.call('PUBLISH', channel, kind .. be(g, 8) .. be(#key, 4) .. key)
 end
 
+-- A lease, N:{K}:lock, holds 'token|expiry|waited': expiry in Unix milliseconds of the
+-- server's clock, waited '1' once somebody waits for the holder's fill. The expiry lives in
+-- the value, and the key's own TTL only collects garbage, an hour or more: an eviction policy
+-- that takes the shortest TTLs first (volatile-ttl) would otherwise take leases first, and let
+-- a second load start while the first runs.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- holder returns the token of the lease in force on lock, its expiry, whether somebody waits,
+-- and whether it is a plain token (a lease of an older version, whose expiry is its TTL); nil
+-- when none is in force.
+local function holder(lock, now)
+  local v = redis.call('GET', lock)
+  if not v then
+    return nil
+  end
+  local token, exp, w = string.match(v, '^(.*)|(%d+)|([01])$')
+  if not token then
+    local left = redis.call('PTTL', lock)
+    if left < 0 then left = 0 end
+    return v, now + left, false, true
+  end
+  exp = tonumber(exp)
+  if exp <= now then
+    return nil
+  end
+  return token, exp, w == '1', false
+end
+
+local function hold(lock, token, exp, waited, now)
+  local w = '0'
+  if waited then w = '1' end
+  redis.call('SET', lock, token .. '|' .. string.format('%d', exp) .. '|' .. w,
+    'PX', math.max(3600000, 2 * (exp - now)))
+end
+
+-- mine reports whether the lock's value, expired or not, is token's lease.
+local function mine(v, token)
+  return v and token ~= '' and (v == token or string.sub(v, 1, #token + 1) == token .. '|')
+end
+
 local function release(lock, token)
-  if token ~= '' and redis.call('GET', lock) == token then
+  if mine(redis.call('GET', lock), token) then
     redis.call('DEL', lock)
     return true
   end
@@ -73,35 +120,61 @@ end
 // KEYS: value, lock, gen, wait. ARGV: token, lease ms, seen generation bytes (empty if none),
 // lock ('1' or '0'), gen ms. Returns {0, value} if the value changed since the caller read it,
 // {1, fence} if the caller may load (holding the lease when lock is '1'), {2, lease ms left} if
-// another holds it; then the caller waits, and the wait key tells the holder's fill to notify.
+// another holds it; then the caller waits, and the lease's waited mark tells the holder's fill
+// to notify. (The wait key does so for a lease of an older version.)
+// It is idempotent: run again with the same token (a client's retry after a lost reply), it
+// finds the lease its own and answers {1, fence} again.
 var leaseScript = redis.NewScript(prelude + `
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 3, 10) ~= ARGV[3] then
   return {0, v}
 end
-if ARGV[4] == '0' or redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1, gen(KEYS[3], ARGV[5])}
+-- While a load runs, its fence must survive an eviction policy that takes short TTLs first:
+-- its loss would refuse the load's fill and start another.
+local loading = math.max(tonumber(ARGV[5]), 3600000)
+if ARGV[4] == '0' then
+  return {1, gen(KEYS[3], loading)}
 end
-redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
-return {2, redis.call('PTTL', KEYS[2])}
+local now = now_ms()
+local token, exp, waited, plain = holder(KEYS[2], now)
+if not token or token == ARGV[1] then
+  hold(KEYS[2], ARGV[1], now + tonumber(ARGV[2]), token == ARGV[1] and waited, now)
+  return {1, gen(KEYS[3], loading)}
+end
+if plain then
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
+elseif not waited then
+  hold(KEYS[2], token, exp, true, now)
+end
+return {2, exp - now}
 `)
 
 // KEYS: value, lock, gen, wait. ARGV: token, fence, envelope, value ms, gen ms, channel, user
-// key. Writes the envelope if the fence is unchanged and returns its generation; else returns
-// false. Either way it releases the caller's lease and tells waiters. The Filled message goes
-// out only if somebody may need it: a waiter, or an instance holding the old value in its L1.
-// (The first load of a key nobody waits for, the common miss, publishes nothing.)
+// key, the largest envelope a message carries. Writes the envelope if the fence is unchanged
+// and returns its generation; else returns false. Either way it releases the caller's lease and
+// tells waiters. The Filled message goes out only if somebody may need it: a waiter, or an
+// instance holding the old value in its L1. (The first load of a key nobody waits for, the
+// common miss, publishes nothing.) When somebody waits, it carries the envelope if it is small.
 var fillScript = redis.NewScript(prelude + `
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then
   if release(KEYS[2], ARGV[1]) then publish(ARGV[6], 'r', 0, ARGV[7]) end
   return false
 end
 local had = redis.call('EXISTS', KEYS[1]) == 1
-local waited = redis.call('DEL', KEYS[4]) == 1
+local lease = redis.call('GET', KEYS[2])
+local waited = mine(lease, ARGV[1]) and string.sub(lease, -2) == '|1'
+waited = redis.call('DEL', KEYS[4]) == 1 or waited
 local g = bump(KEYS[3], ARGV[5])
-redis.call('SET', KEYS[1], stamp(ARGV[3], g), 'PX', ARGV[4])
+local env = stamp(ARGV[3], g)
+redis.call('SET', KEYS[1], env, 'PX', ARGV[4])
 release(KEYS[2], ARGV[1])
-if had or waited then publish(ARGV[6], 'f', g, ARGV[7]) end
+if waited and #env <= tonumber(ARGV[8]) then
+  -- The waiters get the value with the message: under memory pressure Redis may evict it
+  -- before they read it, and they would load again.
+  redis.call('PUBLISH', ARGV[6], 'f' .. be(g, 8) .. be(#ARGV[7], 4) .. ARGV[7] .. env)
+elseif had or waited then
+  publish(ARGV[6], 'f', g, ARGV[7])
+end
 return g
 `)
 
@@ -116,9 +189,12 @@ return 0
 `)
 
 // KEYS: lock. ARGV: token, lease ms. Extends the lease if the caller holds it.
-var extendScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+var extendScript = redis.NewScript(prelude + `
+local now = now_ms()
+local token, _, waited = holder(KEYS[1], now)
+if token == ARGV[1] then
+  hold(KEYS[1], token, now + tonumber(ARGV[2]), waited, now)
+  return 1
 end
 return 0
 `)
@@ -153,10 +229,14 @@ return g
 var refreshScript = redis.NewScript(prelude + `
 local g = bump(KEYS[3], ARGV[3])
 invalidate(KEYS[1], g)
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+local now = now_ms()
+hold(KEYS[2], ARGV[1], now + tonumber(ARGV[2]), false, now)
 publish(ARGV[4], 'e', g, ARGV[5])
 return g
 `)
+
+// MaxMessageValue is the largest envelope a Filled message carries to the waiters of a fill.
+const MaxMessageValue = 16 << 10
 
 // Scripter is the part of a go-redis client the scripts need.
 type Scripter = redis.Scripter
@@ -242,7 +322,7 @@ type FillArgs struct {
 // returns the generation written, or ok false when a newer write fenced the load out.
 func Fill(ctx context.Context, c Scripter, k Keys, a FillArgs) (gen uint64, ok bool, err error) {
 	g, err := fillScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen, k.Wait},
-		a.Token, a.Fence, a.Envelope, ms(a.TTL), ms(a.GenTTL), a.Channel, a.Key).Int64()
+		a.Token, a.Fence, a.Envelope, ms(a.TTL), ms(a.GenTTL), a.Channel, a.Key, MaxMessageValue).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, false, nil
 	}
@@ -295,4 +375,19 @@ func BeginRefresh(ctx context.Context, c Scripter, k Keys, token string, leaseTT
 // ms formats a duration as whole milliseconds, at least 1, as PX requires.
 func ms(d time.Duration) string {
 	return strconv.FormatInt(max(int64((d+time.Millisecond-1)/time.Millisecond), 1), 10)
+}
+
+// ParseLease returns the token of a lease as the lock key holds it, and when it expires (zero
+// for a lease of an older version, whose expiry is its key's TTL).
+func ParseLease(v string) (token string, expires time.Time) {
+	token, rest, ok := strings.Cut(v, "|")
+	if !ok {
+		return v, time.Time{}
+	}
+	exp, _, _ := strings.Cut(rest, "|")
+	ms, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil {
+		return token, time.Time{}
+	}
+	return token, time.UnixMilli(ms)
 }
