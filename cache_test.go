@@ -179,7 +179,7 @@ func TestLoaderPanicReachesEveryWaiter(t *testing.T) {
 		require.EqualValues(t, 1, calls.Load())
 		local := 0
 		for _, err := range errs {
-			require.ErrorContains(t, err, "loader panicked: boom")
+			require.ErrorContains(t, err, "panic in user code: boom")
 			var pe *stampede.PanicError
 			if errors.As(err, &pe) { // a caller on the instance that loaded
 				local++

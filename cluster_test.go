@@ -328,7 +328,7 @@ func newClusterAdmin(t *testing.T) *clusterAdmin {
 	t.Helper()
 	cl := &clusterAdmin{nodes: map[string]*redis.Client{}, addr: map[string]string{}}
 	for _, addr := range redistest.ClusterAddrs(t) {
-		c := redis.NewClient(&redis.Options{Addr: addr})
+		c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 		t.Cleanup(func() { _ = c.Close() })
 		id, err := c.Do(ctx, "CLUSTER", "MYID").Text()
 		require.NoError(t, err)

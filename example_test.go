@@ -25,7 +25,7 @@ func exampleRedis() (*redis.Client, func()) {
 	if err != nil {
 		panic(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
 	return rdb, func() { rdb.Close(); m.Close() }
 }
 

@@ -116,7 +116,7 @@ func TestFaultRedisBlackholed(t *testing.T) {
 	locks, _, err := admin.Scan(ctx, 0, ns+":*:lock", 10_000).Result()
 	require.NoError(t, err)
 	for _, l := range locks {
-		if left := admin.PTTL(ctx, l).Val(); left > 0 {
+		if left, _ := leaseLeft(ctx, admin, l); left > 0 {
 			leases = append(leases, fmt.Sprintf("%s (%v left)", strings.TrimPrefix(l, ns+":"), left))
 		}
 	}
@@ -312,7 +312,7 @@ func TestFaultLeaseHolderDies(t *testing.T) {
 	time.Sleep(leaseTTL + leaseTTL/2)
 	require.Zero(t, loads.Load())
 	require.EqualValues(t, 1, admin.Exists(ctx, lock).Val())
-	left := admin.PTTL(ctx, lock).Val()
+	left, _ := leaseLeft(ctx, admin, lock)
 
 	killed := time.Now()
 	require.NoError(t, cmd.Process.Kill()) // SIGKILL: no Close, no release
@@ -336,7 +336,7 @@ func TestFaultLeaseHolderDies(t *testing.T) {
 // holdLease is the other process of TestFaultLeaseHolderDies: it takes the lease of "k" in ns
 // through a Get whose load says so and then never ends, until the process is killed.
 func holdLease(t *testing.T, ns string, leaseTTL time.Duration) {
-	client := redis.NewClient(&redis.Options{Addr: redistest.Addr(t)})
+	client := redis.NewClient(&redis.Options{Addr: redistest.Addr(t), ContextTimeoutEnabled: true})
 	c, err := stampede.New[string](client, stampede.WithNamespace(ns), stampede.WithLeaseTTL(leaseTTL),
 		stampede.WithLoadTimeout(30*time.Second))
 	require.NoError(t, err)
@@ -386,7 +386,7 @@ func TestFaultSlowLoaderOutlivesLease(t *testing.T) {
 					time.Sleep(time.Millisecond)
 				}
 				for running.Load() > 0 {
-					left, err := admin.PTTL(ctx, lock).Result()
+					left, err := leaseLeft(ctx, admin, lock)
 					if running.Load() == 0 {
 						break
 					}

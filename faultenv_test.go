@@ -2,6 +2,7 @@ package stampede_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/stampede-cache/stampede"
 	"github.com/stampede-cache/stampede/internal/redistest"
+	"github.com/stampede-cache/stampede/internal/scripts"
 )
 
 // faultTimeout is the Redis timeout of the fault tests: the dial, read and write timeouts of
@@ -267,4 +269,20 @@ func (s *redisServer) kill() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil
+}
+
+// leaseLeft returns how long the lease on the lock key has left, or a negative duration when
+// there is none in force.
+func leaseLeft(ctx context.Context, admin *redis.Client, lock string) (time.Duration, error) {
+	v, err := admin.Get(ctx, lock).Result()
+	if errors.Is(err, redis.Nil) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if _, exp := scripts.ParseLease(v); !exp.IsZero() {
+		return time.Until(exp), nil
+	}
+	return admin.PTTL(ctx, lock).Result()
 }

@@ -164,7 +164,7 @@ func TestIntegrationSubscriptionKilled(t *testing.T) {
 	addr := redistest.Addr(t)
 	ns := redistest.Namespace(t)
 	name := strings.ReplaceAll(ns, ":", "-")
-	client := redis.NewClient(&redis.Options{Addr: addr, ClientName: name})
+	client := redis.NewClient(&redis.Options{Addr: addr, ClientName: name, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = client.Close() })
 	b, err := stampede.New[string](client, stampede.WithNamespace(ns))
 	require.NoError(t, err)

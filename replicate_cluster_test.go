@@ -39,7 +39,7 @@ func getsPerNode(t *testing.T, masters []string) []int {
 	t.Helper()
 	counts := make([]int, len(masters))
 	for i, addr := range masters {
-		c := redis.NewClient(&redis.Options{Addr: addr})
+		c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
 		info, err := c.Info(context.Background(), "commandstats").Result()
 		_ = c.Close()
 		require.NoError(t, err)

@@ -188,7 +188,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	m, err := miniredis.Run()
 	require.NoError(t, err)
 	defer m.Close()
-	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	client := redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
 	defer client.Close()
 	c, err := stampede.New[string](client, stampede.WithTTL(time.Second), stampede.WithStaleWhileRevalidate(time.Minute))
 	require.NoError(t, err)

@@ -22,7 +22,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer mr.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
 	defer rdb.Close()
 
 	// In production: the service's MeterProvider, with a periodic reader and an exporter.

@@ -21,7 +21,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer mr.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
 	defer rdb.Close()
 
 	reg := prometheus.NewRegistry() // in production: prometheus.DefaultRegisterer, or the service's

@@ -22,7 +22,7 @@ func TestSlotMatchesRedis(t *testing.T) {
 	if addrs == "" {
 		t.Skip("STAMPEDE_REDIS_CLUSTER_ADDRS is not set")
 	}
-	c := redis.NewClient(&redis.Options{Addr: strings.Split(addrs, ",")[0]})
+	c := redis.NewClient(&redis.Options{Addr: strings.Split(addrs, ",")[0], ContextTimeoutEnabled: true})
 	defer c.Close()
 	for _, k := range []string{"a", "ns:{k}", "ns:{}{}", "ns:{\x00}}", "ünï{cödé}", "x{}y{z}", "{", "ns:{k#1}:replica"} {
 		got, err := c.Do(context.Background(), "CLUSTER", "KEYSLOT", k).Int()

@@ -78,10 +78,12 @@ func TestLeaseAndFill(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, ok)
 		require.Equal(t, fence+1, gen)
-		require.Equal(t, Message{Kind: Filled, Gen: gen, Key: "user:celeb"}, next())
+		msg := next()
 
 		stored, err := c.Get(ctx, k.Value).Result()
 		require.NoError(t, err)
+		require.Equal(t, Message{Kind: Filled, Gen: gen, Key: "user:celeb", Value: stored}, msg,
+			"somebody waited: the message carries the value")
 		h, payload, err := envelope.ParseString(stored)
 		require.NoError(t, err)
 		require.Equal(t, gen, h.Gen, "the fill stamps the generation it wrote")
@@ -214,7 +216,7 @@ func TestRefreshTakesTheLease(t *testing.T) {
 		require.NoError(t, err)
 		fence, err := BeginRefresh(ctx, c, k, "refresher", leaseTTL, genTTL, Channel(ns), "k")
 		require.NoError(t, err)
-		require.Equal(t, "refresher", c.Get(ctx, k.Lock).Val())
+		require.Equal(t, "refresher", leaseToken(c, k))
 
 		held, err := Extend(ctx, c, k, "holder", leaseTTL)
 		require.NoError(t, err)
@@ -240,7 +242,7 @@ func TestReleaseOnlyByHolder(t *testing.T) {
 		require.NoError(t, err)
 		msg := Message{Kind: Failed, Key: "k", Err: "boom"}.Append(nil)
 		require.NoError(t, Release(ctx, c, k, "b", Channel(ns), msg))
-		require.Equal(t, "a", c.Get(ctx, k.Lock).Val())
+		require.Equal(t, "a", leaseToken(c, k))
 
 		next := subscribe(t, c, ns)
 		require.NoError(t, Release(ctx, c, k, "a", Channel(ns), msg))
@@ -259,7 +261,7 @@ func TestNoLockLeaseGivesOnlyTheFence(t *testing.T) {
 			require.Equal(t, Acquired, r.State)
 		}
 		require.Zero(t, c.Exists(ctx, k.Lock).Val())
-		require.InDelta(t, genTTL, c.PTTL(ctx, k.Gen).Val(), float64(time.Second))
+		require.InDelta(t, time.Hour, c.PTTL(ctx, k.Gen).Val(), float64(time.Second), "a load's fence lives an hour")
 	})
 }
 
@@ -386,4 +388,67 @@ func TestFillPublishesOnlyWhenNeeded(t *testing.T) {
 		fill("new", false) // replaces a value an L1 may hold
 		require.Equal(t, "new", next().Key)
 	})
+}
+
+// TestLeaseIsIdempotent: a client that retries the lease script after a lost reply finds the
+// lease its own, not another holder's, so that it loads instead of waiting on itself.
+func TestLeaseIsIdempotent(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		k := KeysFor(ns, "k")
+		a := LeaseArgs{Token: "me", LeaseTTL: leaseTTL, GenTTL: genTTL, Seen: []byte{}}
+		first, err := Lease(context.Background(), c, k, a)
+		require.NoError(t, err)
+		require.Equal(t, Acquired, first.State)
+		again, err := Lease(context.Background(), c, k, a)
+		require.NoError(t, err)
+		require.Equal(t, Acquired, again.State, "the retry finds the lease its own")
+		require.Equal(t, first.Fence, again.Fence)
+		other, err := Lease(context.Background(), c, k, LeaseArgs{Token: "other", LeaseTTL: leaseTTL, GenTTL: genTTL, Seen: []byte{}})
+		require.NoError(t, err)
+		require.Equal(t, Held, other.State)
+	})
+}
+
+// TestLeaseRenewsTheFence: handing out a lease gives the fence a full TTL again, so that it
+// cannot expire while the load runs and turn a good fill into a refused one.
+func TestLeaseRenewsTheFence(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		k := KeysFor(ns, "k")
+		require.NoError(t, c.Set(context.Background(), k.Gen, "1000", 50*time.Millisecond).Err())
+		r, err := Lease(context.Background(), c, k, LeaseArgs{Token: "me", LeaseTTL: leaseTTL, GenTTL: genTTL, Seen: []byte{}})
+		require.NoError(t, err)
+		require.Equal(t, Acquired, r.State)
+		require.Equal(t, "1000", r.Fence)
+		ttl, err := c.PTTL(context.Background(), k.Gen).Result()
+		require.NoError(t, err)
+		require.Greater(t, ttl, genTTL-5*time.Second)
+	})
+}
+
+// TestCopyReplicaNeverReplacesNewer: a late copy of an old read does not overwrite a replica
+// that a write has made newer.
+func TestCopyReplicaNeverReplacesNewer(t *testing.T) {
+	backends(t, func(t *testing.T, c *redis.Client, ns string) {
+		rk := ReplicaKeys(ns, "k", 1)[0]
+		at := func(gen uint64, payload string) []byte {
+			e := env(t, payload)
+			binary.BigEndian.PutUint64(e[envelope.GenOffset:], gen)
+			return e
+		}
+		require.NoError(t, CopyReplica(context.Background(), c, rk, at(5, "new"), time.Minute))
+		require.NoError(t, CopyReplica(context.Background(), c, rk, at(4, "old"), time.Minute))
+		got, err := c.Get(context.Background(), rk).Bytes()
+		require.NoError(t, err)
+		require.Equal(t, at(5, "new")[envelope.HeaderSize:], got[envelope.HeaderSize:])
+		require.NoError(t, CopyReplica(context.Background(), c, rk, at(6, "newer"), time.Minute))
+		got, err = c.Get(context.Background(), rk).Bytes()
+		require.NoError(t, err)
+		require.Equal(t, "newer", string(got[envelope.HeaderSize:]))
+	})
+}
+
+// leaseToken returns the token of the lease on k, "" if none.
+func leaseToken(c *redis.Client, k Keys) string {
+	token, _ := ParseLease(c.Get(context.Background(), k.Lock).Val())
+	return token
 }

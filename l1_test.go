@@ -1,0 +1,84 @@
+package stampede
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stampede-cache/stampede/internal/coarse"
+	"github.com/stampede-cache/stampede/internal/envelope"
+)
+
+func newTestL1(t *testing.T) *l1[string] {
+	t.Helper()
+	clock := coarse.New(time.Millisecond)
+	t.Cleanup(clock.Stop)
+	l, err := newL1[string](100, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(l.close)
+	return l
+}
+
+func entry(v string, gen uint64) l1Entry[string] {
+	return l1Entry[string]{value: v, h: envelope.Header{Gen: gen, FreshUntil: time.Now().Add(time.Hour).UnixNano()}}
+}
+
+func held(l *l1[string], key string) (string, bool) {
+	e, _, ok := l.get(key)
+	if !ok {
+		return "", false
+	}
+	return e.value, true
+}
+
+// TestL1GenerationFloor: a read that began before an eviction cannot store what the eviction
+// replaced, whichever order the eviction and the reply arrive in; a newer one can.
+func TestL1GenerationFloor(t *testing.T) {
+	l := newTestL1(t)
+	until := time.Now().Add(time.Hour).UnixNano()
+
+	since := l.mark()
+	l.evict("k", 6)                                        // the write's message comes first
+	l.store("k", entry("old", 5), since, until, time.Hour) // then the read's reply
+	_, ok := held(l, "k")
+	require.False(t, ok, "an older generation than the floor is refused")
+	l.store("k", entry("new", 6), since, until, time.Hour) // the write's own value
+	v, ok := held(l, "k")
+	require.True(t, ok)
+	require.Equal(t, "new", v)
+
+	l.evict("k", 6) // its own message, after its reply: nothing to do
+	v, _ = held(l, "k")
+	require.Equal(t, "new", v)
+
+	// A value of unknown generation (loaded while Redis failed) whose load began before an
+	// eviction is refused; one that began after it is kept.
+	since = l.mark()
+	l.evict("k", 7)
+	l.store("k", entry("loaded", 0), since, until, time.Hour)
+	_, ok = held(l, "k")
+	require.False(t, ok)
+	l.store("k", entry("loaded", 0), l.mark(), until, time.Hour)
+	v, _ = held(l, "k")
+	require.Equal(t, "loaded", v)
+	l.evict("k", 8) // any message evicts it
+	_, ok = held(l, "k")
+	require.False(t, ok)
+
+	// An eviction of unknown generation (a write whose reply was lost) refuses every read that
+	// began before it.
+	since = l.mark()
+	l.evict("k", 0)
+	l.store("k", entry("any", 9), since, until, time.Hour)
+	_, ok = held(l, "k")
+	require.False(t, ok)
+
+	// Clearing refuses every read that began before it.
+	since = l.mark()
+	l.clear()
+	l.store("other", entry("x", 1), since, until, time.Hour)
+	_, ok = held(l, "other")
+	require.False(t, ok)
+}
