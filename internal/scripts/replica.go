@@ -107,7 +107,7 @@ return 1
 
 // CopyReplica writes env to the replica rk for ttl, unless rk holds a newer generation.
 func CopyReplica(ctx context.Context, c Scripter, rk string, env []byte, ttl time.Duration) error {
-	return copyReplicaScript.Run(ctx, c, []string{rk}, env, ms(ttl)).Err()
+	return run(ctx, c, copyReplicaScript, []string{rk}, env, ms(ttl)).Err()
 }
 
 // CopyReplicaIn queues CopyReplica in a pipeline. It sends the script's text (a pipeline cannot

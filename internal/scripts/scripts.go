@@ -278,7 +278,7 @@ func Lease(ctx context.Context, c Scripter, k Keys, a LeaseArgs) (LeaseResult, e
 	if a.NoLock {
 		lock = "0"
 	}
-	res, err := leaseScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen, k.Wait},
+	res, err := run(ctx, c, leaseScript, []string{k.Value, k.Lock, k.Gen, k.Wait},
 		a.Token, ms(a.LeaseTTL), a.Seen, lock, ms(a.GenTTL)).Slice()
 	if err != nil {
 		return LeaseResult{}, err
@@ -321,7 +321,7 @@ type FillArgs struct {
 // Fill writes an envelope under a fence, releases the lease and publishes the outcome. It
 // returns the generation written, or ok false when a newer write fenced the load out.
 func Fill(ctx context.Context, c Scripter, k Keys, a FillArgs) (gen uint64, ok bool, err error) {
-	g, err := fillScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen, k.Wait},
+	g, err := run(ctx, c, fillScript, []string{k.Value, k.Lock, k.Gen, k.Wait},
 		a.Token, a.Fence, a.Envelope, ms(a.TTL), ms(a.GenTTL), a.Channel, a.Key, MaxMessageValue).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, false, nil
@@ -334,37 +334,37 @@ func Fill(ctx context.Context, c Scripter, k Keys, a FillArgs) (gen uint64, ok b
 
 // Release deletes the lease if token still holds it, then publishes msg.
 func Release(ctx context.Context, c Scripter, k Keys, token, channel string, msg []byte) error {
-	return releaseScript.Run(ctx, c, []string{k.Lock}, token, channel, msg).Err()
+	return run(ctx, c, releaseScript, []string{k.Lock}, token, channel, msg).Err()
 }
 
 // Extend extends the lease to ttl if token still holds it, and reports whether it does.
 func Extend(ctx context.Context, c Scripter, k Keys, token string, ttl time.Duration) (bool, error) {
-	n, err := extendScript.Run(ctx, c, []string{k.Lock}, token, ms(ttl)).Int64()
+	n, err := run(ctx, c, extendScript, []string{k.Lock}, token, ms(ttl)).Int64()
 	return n == 1, err
 }
 
 // Set writes an envelope unconditionally under a new generation, which it returns.
 func Set(ctx context.Context, c Scripter, k Keys, env []byte, ttl, genTTL time.Duration, channel, key string) (uint64, error) {
-	g, err := setScript.Run(ctx, c, []string{k.Value, k.Gen}, env, ms(ttl), ms(genTTL), channel, key).Int64()
+	g, err := run(ctx, c, setScript, []string{k.Value, k.Gen}, env, ms(ttl), ms(genTTL), channel, key).Int64()
 	return uint64(g), err
 }
 
 // Invalidate marks the value stale under a new generation, which it returns.
 func Invalidate(ctx context.Context, c Scripter, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
-	g, err := invalidateScript.Run(ctx, c, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
+	g, err := run(ctx, c, invalidateScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
 	return uint64(g), err
 }
 
 // Delete removes the value under a new generation, which it returns.
 func Delete(ctx context.Context, c Scripter, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
-	g, err := deleteScript.Run(ctx, c, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
+	g, err := run(ctx, c, deleteScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
 	return uint64(g), err
 }
 
 // BeginRefresh fences out every load in flight, marks the value stale and takes the lease with
 // token. It returns the fence to fill under.
 func BeginRefresh(ctx context.Context, c Scripter, k Keys, token string, leaseTTL, genTTL time.Duration, channel, key string) (string, error) {
-	g, err := refreshScript.Run(ctx, c, []string{k.Value, k.Lock, k.Gen},
+	g, err := run(ctx, c, refreshScript, []string{k.Value, k.Lock, k.Gen},
 		token, ms(leaseTTL), ms(genTTL), channel, key).Int64()
 	if err != nil {
 		return "", err

@@ -1,0 +1,54 @@
+package scripts
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	// retryFirst and retryMax bound the back-off between the runs of a script whose slot is
+	// moving; the caller's context (the cache's Redis timeout) bounds the whole.
+	retryFirst = 2 * time.Millisecond
+	retryMax   = 50 * time.Millisecond
+)
+
+// run runs s, and runs it again while Redis answers that its keys' slot is moving, until ctx
+// ends. A slot migration moves the keys of a user key one at a time: while they are split
+// between two nodes, a script that touches them runs on neither (TRYAGAIN), and go-redis gives
+// up after a few quick tries. Redis rejects such a script before it runs, so running it again
+// is safe.
+func run(ctx context.Context, c Scripter, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	wait := retryFirst
+	for {
+		cmd := s.Run(ctx, c, keys, args...)
+		if !moving(cmd.Err()) {
+			return cmd
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return cmd
+		case <-t.C:
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// moving reports whether err says that the slot of a command's keys is being moved or
+// reassigned, so that the command may succeed when retried shortly.
+func moving(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	for _, prefix := range []string{"TRYAGAIN", "ASK ", "MOVED ", "CLUSTERDOWN"} {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}
