@@ -68,6 +68,7 @@ func TestHitsMissesAndLoads(t *testing.T) {
 			`stampede.hot_keys{cache="users"}`:                               0,
 			`stampede.replica.hits{cache="users"}`:                           0,
 			`stampede.replica.misses{cache="users"}`:                         0,
+			`stampede.codec_errors{cache="users"}`:                           0,
 			`stampede.load.duration_count{cache="users",result="ok"}`:        1,
 			`stampede.load.duration_sum{cache="users",result="ok"}`:          loadTime.Seconds(),
 			`stampede.load.duration_count{cache="users",result="error"}`:     1,

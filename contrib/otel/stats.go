@@ -22,7 +22,7 @@ type Source interface {
 //
 //   - its Stats as counters: stampede.hits by layer (l1, l2), stampede.misses,
 //     stampede.loads, stampede.load.errors, stampede.lease.waits, stampede.early_refreshes,
-//     stampede.stale_served, stampede.redis.errors, stampede.fenced_loads, stampede.hot_keys,
+//     stampede.stale_served, stampede.redis.errors, stampede.fenced_loads, stampede.hot_keys, stampede.codec_errors,
 //     stampede.replica.hits and stampede.replica.misses;
 //   - its HotKeys in the gauge stampede.hot_key.requests, one attribute set per key (see
 //     Options.HotKeyLabel) with its rate in the last detection window: at most
@@ -44,6 +44,7 @@ type statCounters struct {
 	hits                                                  metric.Int64ObservableCounter // by layer
 	misses, loads, loadErrors, leaseWaits, earlyRefreshes metric.Int64ObservableCounter
 	staleServed, redisErrors, fencedLoads, hotKeys        metric.Int64ObservableCounter
+	codecErrors                                           metric.Int64ObservableCounter
 	replicaHits, replicaMisses                            metric.Int64ObservableCounter
 	l1, l2, cache                                         metric.ObserveOption // attribute sets
 }
@@ -84,6 +85,8 @@ func newStatCounters(meter metric.Meter, cache attribute.KeyValue) (statCounters
 			"Gets answered from a replica of a replicated hot key; they count among the l2 hits too."),
 		replicaMisses: counter("stampede.replica.misses", "{read}",
 			"Reads of a replica that found nothing servable, so that the primary key was read instead."),
+		codecErrors: counter("stampede.codec_errors", "{error}",
+			"Values the codec failed to encode or decode, panics included."),
 		l1:    metric.WithAttributeSet(attribute.NewSet(cache, attribute.String("layer", "l1"))),
 		l2:    metric.WithAttributeSet(attribute.NewSet(cache, attribute.String("layer", "l2"))),
 		cache: metric.WithAttributeSet(attribute.NewSet(cache)),
@@ -95,7 +98,7 @@ func newStatCounters(meter metric.Meter, cache attribute.KeyValue) (statCounters
 func (s *statCounters) all() []metric.Observable {
 	return []metric.Observable{s.hits, s.misses, s.loads, s.loadErrors, s.leaseWaits,
 		s.earlyRefreshes, s.staleServed, s.redisErrors, s.fencedLoads, s.hotKeys, s.replicaHits,
-		s.replicaMisses}
+		s.replicaMisses, s.codecErrors}
 }
 
 func (s *statCounters) observe(o metric.Observer, st stampede.Stats) {
@@ -113,4 +116,5 @@ func (s *statCounters) observe(o metric.Observer, st stampede.Stats) {
 	o.ObserveInt64(s.hotKeys, n(st.HotKeys), s.cache)
 	o.ObserveInt64(s.replicaHits, n(st.ReplicaHits), s.cache)
 	o.ObserveInt64(s.replicaMisses, n(st.ReplicaMisses), s.cache)
+	o.ObserveInt64(s.codecErrors, n(st.CodecErrors), s.cache)
 }

@@ -68,6 +68,7 @@ func TestHitsMissesAndLoads(t *testing.T) {
 			`stampede_hot_keys_total{cache="users"}`:                                 0,
 			`stampede_replica_hits_total{cache="users"}`:                             0,
 			`stampede_replica_misses_total{cache="users"}`:                           0,
+			`stampede_codec_errors_total{cache="users"}`:                             0,
 			`stampede_lease_wait_duration_seconds_count{cache="users"}`:              0,
 			`stampede_lease_wait_duration_seconds_sum{cache="users"}`:                0,
 			`stampede_stale_age_seconds_count{cache="users"}`:                        0,

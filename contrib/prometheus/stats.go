@@ -20,7 +20,7 @@ type Source interface {
 //   - its Stats as counters: stampede_hits_total by layer (l1, l2), stampede_misses_total,
 //     stampede_loads_total, stampede_load_errors_total, stampede_lease_waits_total,
 //     stampede_early_refreshes_total, stampede_stale_served_total,
-//     stampede_redis_errors_total, stampede_fenced_loads_total, stampede_hot_keys_total,
+//     stampede_redis_errors_total, stampede_fenced_loads_total, stampede_hot_keys_total, stampede_codec_errors_total,
 //     stampede_replica_hits_total and stampede_replica_misses_total;
 //   - its HotKeys in the gauge stampede_hot_key_requests_per_second, one series per key (see
 //     Options.HotKeyLabel) with its rate in the last detection window: at most
@@ -41,7 +41,7 @@ type statDescs struct {
 	hits                                     *prometheus.Desc // by layer
 	misses, loads, loadErrors, leaseWaits    *prometheus.Desc
 	earlyRefreshes, staleServed, redisErrors *prometheus.Desc
-	fencedLoads, hotKeys                     *prometheus.Desc
+	fencedLoads, hotKeys, codecErrors        *prometheus.Desc
 	replicaHits, replicaMisses               *prometheus.Desc
 }
 
@@ -76,13 +76,15 @@ func newStatDescs(cl prometheus.Labels) statDescs {
 			"Gets answered from a replica of a replicated hot key; they count among the l2 hits too."),
 		replicaMisses: d("stampede_replica_misses_total",
 			"Reads of a replica that found nothing servable, so that the primary key was read instead."),
+		codecErrors: d("stampede_codec_errors_total",
+			"Values the codec failed to encode or decode, panics included."),
 	}
 }
 
 func (d *statDescs) describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{d.hits, d.misses, d.loads, d.loadErrors, d.leaseWaits,
 		d.earlyRefreshes, d.staleServed, d.redisErrors, d.fencedLoads, d.hotKeys, d.replicaHits,
-		d.replicaMisses} {
+		d.replicaMisses, d.codecErrors} {
 		ch <- desc
 	}
 }
@@ -104,4 +106,5 @@ func (d *statDescs) collect(ch chan<- prometheus.Metric, s stampede.Stats) {
 	counter(d.hotKeys, s.HotKeys)
 	counter(d.replicaHits, s.ReplicaHits)
 	counter(d.replicaMisses, s.ReplicaMisses)
+	counter(d.codecErrors, s.CodecErrors)
 }
