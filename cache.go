@@ -42,6 +42,7 @@ type redisClient interface {
 	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
 	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
+	Info(ctx context.Context, sections ...string) *redis.StringCmd
 	scripts.Scripter
 }
 
@@ -56,6 +57,7 @@ var _ redisClient = redis.UniversalClient(nil)
 // modified. Create a Cache with New; Close it to stop its goroutines.
 type Cache[V any] struct {
 	client        redisClient
+	origin        redis.UniversalClient // the client New was given
 	namespace     string
 	channel       string
 	policy        Policy
@@ -68,6 +70,7 @@ type Cache[V any] struct {
 	replicaTTL    time.Duration
 	codec         Codec
 	maxValueBytes int
+	writeAcks     int
 	hooks         *hooks
 	log           *slog.Logger
 
@@ -80,6 +83,7 @@ type Cache[V any] struct {
 	refreshes refreshes
 	orphans   orphans
 	breaker   *breaker.Breaker // skips Redis on the read path while it keeps failing
+	topo      topology
 	clock     *coarse.Clock    // read on every L1 hit: a load, not a system call
 	life      *lifecycle
 	stats     *stripe.Counters
@@ -129,6 +133,8 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 	}
 	c := &Cache[V]{
 		client:        rc,
+		origin:        client,
+		writeAcks:     cfg.writeReplicas,
 		namespace:     cfg.namespace,
 		channel:       scripts.Channel(cfg.namespace),
 		policy:        cfg.policy,
@@ -191,6 +197,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		c.redisFailed("subscribe", "", err)
 	}
 	c.life.goTracked(func() { c.notify.run(c.life.ctx, first) })
+	c.life.goTracked(c.watchTopology) // it looks at once: writes soon know whether to wait for replicas
 	if c.hot != nil {
 		c.life.goTracked(c.watchHotKeys)
 	}
@@ -342,6 +349,7 @@ type observation[V any] struct {
 	redisDown bool        // the read failed: load without Redis
 	since     mark        // the L1's mark before the read (see l1.store)
 	replica   string      // the replica that missed and should get a copy of the primary
+	refresh   bool        // the load is a Refresh's: its fill is a write, acknowledged by replicas
 }
 
 // result is the outcome of a flight, shared by every caller that joined it.

@@ -115,3 +115,11 @@ func (d deadlineClient) ScriptLoad(ctx context.Context, script string) *redis.St
 		return cmd
 	})
 }
+
+func (d deadlineClient) Info(ctx context.Context, sections ...string) *redis.StringCmd {
+	return bounded(ctx, func() *redis.StringCmd { return d.redisClient.Info(ctx, sections...) }, func(err error) *redis.StringCmd {
+		cmd := redis.NewStringCmd(ctx, "info")
+		cmd.SetErr(err)
+		return cmd
+	})
+}

@@ -25,6 +25,12 @@ const (
 // judge decides what to do with an entry at now (Unix nanoseconds) under policy p. A promoted
 // hot key is refreshed early more eagerly, even if its policy does not refresh early.
 func (c *Cache[V]) judge(h *envelope.Header, now int64, p *Policy, promoted bool) verdict {
+	if h.WrittenAt < c.topo.staleBefore.Load() {
+		// Written before a Redis restart that may have rolled it back: stale, as if invalidated.
+		inv := *h
+		inv.Flags |= envelope.FlagInvalidated
+		return judge(&inv, now, p, promoted, c.rand)
+	}
 	return judge(h, now, p, promoted, c.rand)
 }
 

@@ -317,9 +317,13 @@ func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token
 // fenced it out.
 func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, l loaded[V], obs observation[V]) {
 	since := c.l1Now()
+	var ack scripts.Ack
+	if obs.refresh {
+		ack = c.ack() // a Refresh is a write: it must survive a failover once it returned
+	}
 	rctx, cancel := c.redisContext(ctx)
 	gen, ok, err := scripts.Fill(rctx, c.client, k, scripts.FillArgs{
-		Token: token, Fence: fence, Envelope: l.env,
+		Token: leaseToken(token, p), Fence: fence, Envelope: l.env, Ack: ack,
 		TTL: p.hardTTL(l.fresh), GenTTL: c.genTTL, Channel: c.channel, Key: key,
 	})
 	cancel()
@@ -340,6 +344,14 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 		}
 	}
 	c.keep(key, l.value, h, p, since)
+}
+
+// leaseToken is the token a fill under p presents: none without a lease (Singleflight).
+func leaseToken(token string, p *Policy) string {
+	if p.Strategy == Singleflight {
+		return ""
+	}
+	return token
 }
 
 // release gives up the lease and tells the waiters why: that the load failed with loadErr, or

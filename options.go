@@ -285,6 +285,20 @@ func WithRefreshWorkers(n int) Option {
 	return option(func(c *config) { c.refreshWorkers = n })
 }
 
+// WithWriteReplicas sets how many replicas of the primary must acknowledge a write (Set,
+// Delete, Invalidate, Refresh) before it returns, as Redis's WAIT does, within half the Redis
+// timeout. Replication is asynchronous: a write that only the primary has is lost if a replica
+// that lacks it is promoted (a Sentinel or Cluster failover). A write that is not acknowledged
+// in time is tried again within the Redis timeout, and then returned as an error. The cache
+// asks for no more replicas than the primary has connected (it looks every second): on a
+// single node, writes never wait.
+//
+// n = 0 turns the wait off, for faster writes that a failover may lose. Loads' fills do not
+// wait either way: a lost fill costs one more load. Default: 1.
+func WithWriteReplicas(n int) Option {
+	return option(func(c *config) { c.writeReplicas = n })
+}
+
 // config is what the options set; New validates it.
 type config struct {
 	namespace      string
@@ -306,6 +320,7 @@ type config struct {
 	refreshWorkers int
 	backoffBase    time.Duration
 	backoffMax     time.Duration
+	writeReplicas  int
 	hotKeys        HotKeys
 	hotKeysOff     bool
 	replicaTTL     time.Duration
@@ -328,6 +343,7 @@ func defaultConfig() config {
 		replicaTTL:     2 * time.Second,
 		backoffBase:    100 * time.Millisecond,
 		backoffMax:     5 * time.Second,
+		writeReplicas:  1,
 	}
 }
 
@@ -353,6 +369,7 @@ func (c *config) validate() error {
 	check(c.codec == nil, "WithCodec: nil codec")
 	check(c.maxValueBytes <= 0, "WithMaxValueBytes(%d): must be positive", c.maxValueBytes)
 	check(c.logger == nil, "WithLogger: nil logger")
+	check(c.writeReplicas < 0, "WithWriteReplicas(%d): must not be negative", c.writeReplicas)
 	check(c.refreshWorkers <= 0, "WithRefreshWorkers(%d): must be positive", c.refreshWorkers)
 	check(c.backoffBase < 0 || c.backoffMax < c.backoffBase || c.backoffBase == 0 && c.backoffMax != 0,
 		"WithFailureBackoff(%v, %v): need 0 <= base <= max, or both 0 (off)", c.backoffBase, c.backoffMax)

@@ -2,6 +2,7 @@ package stampede
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -27,9 +28,11 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) 
 		return err
 	}
 	since := c.l1Now()
-	rctx, cancel := c.redisContext(ctx)
-	gen, err := scripts.Set(rctx, c.client, scripts.KeysFor(c.namespace, key), env, p.hardTTL(fresh), c.genTTL, c.channel, key)
-	cancel()
+	var gen uint64
+	err = c.durably(ctx, func(ctx context.Context, ack scripts.Ack) (err error) {
+		gen, err = scripts.Set(ctx, c.client, ack, scripts.KeysFor(c.namespace, key), env, p.hardTTL(fresh), c.genTTL, c.channel, key)
+		return err
+	})
 	if err != nil {
 		return c.writeFailed("set", key, err)
 	}
@@ -58,15 +61,17 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) error {
 	return c.evict(ctx, key, "delete", scripts.Delete)
 }
 
-type evictScript func(ctx context.Context, c scripts.Scripter, k scripts.Keys, genTTL time.Duration, channel, key string) (uint64, error)
+type evictScript func(ctx context.Context, c scripts.Writer, ack scripts.Ack, k scripts.Keys, genTTL time.Duration, channel, key string) (uint64, error)
 
 func (c *Cache[V]) evict(ctx context.Context, key, op string, script evictScript) error {
 	if err := c.check(key); err != nil {
 		return err
 	}
-	rctx, cancel := c.redisContext(ctx)
-	gen, err := script(rctx, c.client, scripts.KeysFor(c.namespace, key), c.genTTL, c.channel, key)
-	cancel()
+	var gen uint64
+	err := c.durably(ctx, func(ctx context.Context, ack scripts.Ack) (err error) {
+		gen, err = script(ctx, c.client, ack, scripts.KeysFor(c.namespace, key), c.genTTL, c.channel, key)
+		return err
+	})
 	if err != nil {
 		return c.writeFailed(op, key, err)
 	}
@@ -101,9 +106,11 @@ func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V]) (V, 
 	}
 	k := scripts.KeysFor(c.namespace, key)
 	token := c.newToken()
-	rctx, cancel := c.redisContext(ctx)
-	fence, err := scripts.BeginRefresh(rctx, c.client, k, token, c.leaseTTL, c.genTTL, c.channel, key)
-	cancel()
+	var fence string
+	err = c.durably(ctx, func(ctx context.Context, ack scripts.Ack) (err error) {
+		fence, err = scripts.BeginRefresh(ctx, c.client, ack, k, token, c.leaseTTL, c.genTTL, c.channel, key)
+		return err
+	})
 	if err != nil {
 		return zero, c.writeFailed("refresh", key, err)
 	}
@@ -114,7 +121,7 @@ func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V]) (V, 
 	if n := c.replicasOf(key, &p); n > 0 {
 		c.dropReplicas(ctx, key, n) // readers go to the primary, which is marked stale
 	}
-	obs := observation[V]{since: c.l1Now()}
+	obs := observation[V]{since: c.l1Now(), refresh: true}
 	stop := c.keepLease(key, k, token)
 	// The load follows the caller's ctx: if it ends the load, the lease is released without
 	// blaming the source, and the old value stays, stale.
@@ -122,6 +129,31 @@ func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V]) (V, 
 	stop()
 	r := c.settle(ctx, key, k, token, fence, &p, l, obs)
 	return r.value, r.err
+}
+
+// durably runs a write under the Redis timeout, acknowledged by the primary's replicas (see
+// WithWriteReplicas), and runs it again while they do not confirm it in time: a failover may be
+// under way, and the next attempt may reach the new primary. Writing again is safe: a write
+// only advances the key's generation.
+func (c *Cache[V]) durably(ctx context.Context, write func(context.Context, scripts.Ack) error) error {
+	rctx, cancel := c.redisContext(ctx)
+	defer cancel()
+	for {
+		err := write(rctx, c.ack())
+		if !errors.Is(err, scripts.ErrUnconfirmed) || rctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// ack is what a write asks of the replicas: WithWriteReplicas of them, or as many as the
+// primary has, within half the Redis timeout.
+func (c *Cache[V]) ack() scripts.Ack {
+	n := min(c.writeAcks, int(c.topo.replicas.Load()))
+	if n <= 0 {
+		return scripts.Ack{}
+	}
+	return scripts.Ack{Replicas: n, Timeout: c.redisTimeout / 2}
 }
 
 // writeFailed reports a failed write. The write may have happened anyway (a timeout after

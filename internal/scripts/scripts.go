@@ -149,19 +149,21 @@ end
 return {2, exp - now}
 `)
 
-// KEYS: value, lock, gen, wait. ARGV: token, fence, envelope, value ms, gen ms, channel, user
-// key, the largest envelope a message carries. Writes the envelope if the fence is unchanged
-// and returns its generation; else returns false. Either way it releases the caller's lease and
+// KEYS: value, lock, gen, wait. ARGV: token (empty without a lease), fence, envelope, value
+// ms, gen ms, channel, user key, the largest envelope a message carries. Writes the envelope if
+// the fence is unchanged and the caller still holds its lease, and returns its generation;
+// else returns false. (A lease that is gone, taken by a Refresh, or lost with a Redis restarted
+// from a snapshot whose fence happens to match, refuses the fill.) Either way it releases the caller's lease and
 // tells waiters. The Filled message goes out only if somebody may need it: a waiter, or an
 // instance holding the old value in its L1. (The first load of a key nobody waits for, the
 // common miss, publishes nothing.) When somebody waits, it carries the envelope if it is small.
 var fillScript = redis.NewScript(prelude + `
-if redis.call('GET', KEYS[3]) ~= ARGV[2] then
+local lease = redis.call('GET', KEYS[2])
+if redis.call('GET', KEYS[3]) ~= ARGV[2] or ARGV[1] ~= '' and not mine(lease, ARGV[1]) then
   if release(KEYS[2], ARGV[1]) then publish(ARGV[6], 'r', 0, ARGV[7]) end
   return false
 end
 local had = redis.call('EXISTS', KEYS[1]) == 1
-local lease = redis.call('GET', KEYS[2])
 local waited = mine(lease, ARGV[1]) and string.sub(lease, -2) == '|1'
 waited = redis.call('DEL', KEYS[4]) == 1 or waited
 local g = bump(KEYS[3], ARGV[5])
@@ -316,12 +318,13 @@ type FillArgs struct {
 	GenTTL   time.Duration
 	Channel  string
 	Key      string
+	Ack      Ack // for a Refresh's fill; c must then be a Writer
 }
 
 // Fill writes an envelope under a fence, releases the lease and publishes the outcome. It
 // returns the generation written, or ok false when a newer write fenced the load out.
 func Fill(ctx context.Context, c Scripter, k Keys, a FillArgs) (gen uint64, ok bool, err error) {
-	g, err := run(ctx, c, fillScript, []string{k.Value, k.Lock, k.Gen, k.Wait},
+	g, err := runAcked(ctx, writer(c), a.Ack, fillScript, []string{k.Value, k.Lock, k.Gen, k.Wait},
 		a.Token, a.Fence, a.Envelope, ms(a.TTL), ms(a.GenTTL), a.Channel, a.Key, MaxMessageValue).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, false, nil
@@ -344,27 +347,27 @@ func Extend(ctx context.Context, c Scripter, k Keys, token string, ttl time.Dura
 }
 
 // Set writes an envelope unconditionally under a new generation, which it returns.
-func Set(ctx context.Context, c Scripter, k Keys, env []byte, ttl, genTTL time.Duration, channel, key string) (uint64, error) {
-	g, err := run(ctx, c, setScript, []string{k.Value, k.Gen}, env, ms(ttl), ms(genTTL), channel, key).Int64()
+func Set(ctx context.Context, c Writer, ack Ack, k Keys, env []byte, ttl, genTTL time.Duration, channel, key string) (uint64, error) {
+	g, err := runAcked(ctx, c, ack, setScript, []string{k.Value, k.Gen}, env, ms(ttl), ms(genTTL), channel, key).Int64()
 	return uint64(g), err
 }
 
 // Invalidate marks the value stale under a new generation, which it returns.
-func Invalidate(ctx context.Context, c Scripter, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
-	g, err := run(ctx, c, invalidateScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
+func Invalidate(ctx context.Context, c Writer, ack Ack, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
+	g, err := runAcked(ctx, c, ack, invalidateScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
 	return uint64(g), err
 }
 
 // Delete removes the value under a new generation, which it returns.
-func Delete(ctx context.Context, c Scripter, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
-	g, err := run(ctx, c, deleteScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
+func Delete(ctx context.Context, c Writer, ack Ack, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
+	g, err := runAcked(ctx, c, ack, deleteScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
 	return uint64(g), err
 }
 
 // BeginRefresh fences out every load in flight, marks the value stale and takes the lease with
 // token. It returns the fence to fill under.
-func BeginRefresh(ctx context.Context, c Scripter, k Keys, token string, leaseTTL, genTTL time.Duration, channel, key string) (string, error) {
-	g, err := run(ctx, c, refreshScript, []string{k.Value, k.Lock, k.Gen},
+func BeginRefresh(ctx context.Context, c Writer, ack Ack, k Keys, token string, leaseTTL, genTTL time.Duration, channel, key string) (string, error) {
+	g, err := runAcked(ctx, c, ack, refreshScript, []string{k.Value, k.Lock, k.Gen},
 		token, ms(leaseTTL), ms(genTTL), channel, key).Int64()
 	if err != nil {
 		return "", err
@@ -390,4 +393,18 @@ func ParseLease(v string) (token string, expires time.Time) {
 		return token, time.Time{}
 	}
 	return token, time.UnixMilli(ms)
+}
+
+// writer returns c as a Writer; a plain Scripter (which cannot be asked to wait) runs unacked.
+func writer(c Scripter) Writer {
+	if w, ok := c.(Writer); ok {
+		return w
+	}
+	return noPipeline{c}
+}
+
+type noPipeline struct{ Scripter }
+
+func (noPipeline) Pipelined(context.Context, func(redis.Pipeliner) error) ([]redis.Cmder, error) {
+	return nil, errors.New("scripts: no pipeline to wait for replicas on")
 }

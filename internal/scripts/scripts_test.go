@@ -103,19 +103,19 @@ func TestLeaseAndFill(t *testing.T) {
 func TestFillIsFencedByEveryWrite(t *testing.T) {
 	writes := map[string]func(ctx context.Context, c *redis.Client, k Keys, ns string) error{
 		"delete": func(ctx context.Context, c *redis.Client, k Keys, ns string) error {
-			_, err := Delete(ctx, c, k, genTTL, Channel(ns), "k")
+			_, err := Delete(ctx, c, Ack{}, k, genTTL, Channel(ns), "k")
 			return err
 		},
 		"invalidate": func(ctx context.Context, c *redis.Client, k Keys, ns string) error {
-			_, err := Invalidate(ctx, c, k, genTTL, Channel(ns), "k")
+			_, err := Invalidate(ctx, c, Ack{}, k, genTTL, Channel(ns), "k")
 			return err
 		},
 		"set": func(ctx context.Context, c *redis.Client, k Keys, ns string) error {
-			_, err := Set(ctx, c, k, env(t, `"new"`), time.Minute, genTTL, Channel(ns), "k")
+			_, err := Set(ctx, c, Ack{}, k, env(t, `"new"`), time.Minute, genTTL, Channel(ns), "k")
 			return err
 		},
 		"refresh": func(ctx context.Context, c *redis.Client, k Keys, ns string) error {
-			_, err := BeginRefresh(ctx, c, k, "refresher", leaseTTL, genTTL, Channel(ns), "k")
+			_, err := BeginRefresh(ctx, c, Ack{}, k, "refresher", leaseTTL, genTTL, Channel(ns), "k")
 			return err
 		},
 		"another fill": func(ctx context.Context, c *redis.Client, k Keys, ns string) error {
@@ -159,7 +159,7 @@ func TestFencedFillReleasesAndTellsWaiters(t *testing.T) {
 		lease, err := Lease(ctx, c, k, LeaseArgs{Token: "old", LeaseTTL: leaseTTL, GenTTL: genTTL})
 		require.NoError(t, err)
 		next := subscribe(t, c, ns)
-		gen, err := Delete(ctx, c, k, genTTL, Channel(ns), "k")
+		gen, err := Delete(ctx, c, Ack{}, k, genTTL, Channel(ns), "k")
 		require.NoError(t, err)
 		require.Equal(t, Message{Kind: Evicted, Gen: gen, Key: "k"}, next())
 
@@ -176,9 +176,9 @@ func TestInvalidateKeepsValueAndTTL(t *testing.T) {
 	backends(t, func(t *testing.T, c *redis.Client, ns string) {
 		ctx := context.Background()
 		k := KeysFor(ns, "k")
-		first, err := Set(ctx, c, k, env(t, `"v"`), time.Minute, genTTL, Channel(ns), "k")
+		first, err := Set(ctx, c, Ack{}, k, env(t, `"v"`), time.Minute, genTTL, Channel(ns), "k")
 		require.NoError(t, err)
-		gen, err := Invalidate(ctx, c, k, genTTL, Channel(ns), "k")
+		gen, err := Invalidate(ctx, c, Ack{}, k, genTTL, Channel(ns), "k")
 		require.NoError(t, err)
 		require.Equal(t, first+1, gen)
 
@@ -192,7 +192,7 @@ func TestInvalidateKeepsValueAndTTL(t *testing.T) {
 		require.InDelta(t, time.Minute, c.PTTL(ctx, k.Value).Val(), float64(time.Second), "KEEPTTL")
 
 		// Invalidating twice keeps the flag and advances the generation.
-		gen2, err := Invalidate(ctx, c, k, genTTL, Channel(ns), "k")
+		gen2, err := Invalidate(ctx, c, Ack{}, k, genTTL, Channel(ns), "k")
 		require.NoError(t, err)
 		stored, _ = c.Get(ctx, k.Value).Result()
 		h, _, err = envelope.ParseString(stored)
@@ -202,7 +202,7 @@ func TestInvalidateKeepsValueAndTTL(t *testing.T) {
 
 		// A value that is not an envelope is left alone.
 		require.NoError(t, c.Set(ctx, k.Value, "foreign", 0).Err())
-		_, err = Invalidate(ctx, c, k, genTTL, Channel(ns), "k")
+		_, err = Invalidate(ctx, c, Ack{}, k, genTTL, Channel(ns), "k")
 		require.NoError(t, err)
 		require.Equal(t, "foreign", c.Get(ctx, k.Value).Val())
 	})
@@ -214,7 +214,7 @@ func TestRefreshTakesTheLease(t *testing.T) {
 		k := KeysFor(ns, "k")
 		_, err := Lease(ctx, c, k, LeaseArgs{Token: "holder", LeaseTTL: leaseTTL, GenTTL: genTTL})
 		require.NoError(t, err)
-		fence, err := BeginRefresh(ctx, c, k, "refresher", leaseTTL, genTTL, Channel(ns), "k")
+		fence, err := BeginRefresh(ctx, c, Ack{}, k, "refresher", leaseTTL, genTTL, Channel(ns), "k")
 		require.NoError(t, err)
 		require.Equal(t, "refresher", leaseToken(c, k))
 
@@ -269,10 +269,10 @@ func TestGenerationSurvivesItsKey(t *testing.T) {
 	backends(t, func(t *testing.T, c *redis.Client, ns string) {
 		ctx := context.Background()
 		k := KeysFor(ns, "k")
-		first, err := Delete(ctx, c, k, genTTL, Channel(ns), "k")
+		first, err := Delete(ctx, c, Ack{}, k, genTTL, Channel(ns), "k")
 		require.NoError(t, err)
 		require.NoError(t, c.Del(ctx, k.Gen).Err()) // expired, or Redis restarted empty
-		second, err := Delete(ctx, c, k, genTTL, Channel(ns), "k")
+		second, err := Delete(ctx, c, Ack{}, k, genTTL, Channel(ns), "k")
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, second, first, "a recreated fence does not go back")
 	})
@@ -347,7 +347,7 @@ func TestLuaEncodesBigEndian(t *testing.T) {
 		k := KeysFor(ns, "k")
 		for _, start := range []uint64{0, 255, 1<<32 - 1, 1<<53 - 2} {
 			require.NoError(t, c.Set(ctx, k.Gen, start, 0).Err())
-			gen, err := Set(ctx, c, k, env(t, ""), time.Minute, genTTL, Channel(ns), "k")
+			gen, err := Set(ctx, c, Ack{}, k, env(t, ""), time.Minute, genTTL, Channel(ns), "k")
 			require.NoError(t, err)
 			require.Equal(t, start+1, gen)
 			stored := []byte(c.Get(ctx, k.Value).Val())
@@ -451,4 +451,20 @@ func TestCopyReplicaNeverReplacesNewer(t *testing.T) {
 func leaseToken(c *redis.Client, k Keys) string {
 	token, _ := ParseLease(c.Get(context.Background(), k.Lock).Val())
 	return token
+}
+
+// TestAckedWriteWithoutReplicaIsUnconfirmed: a write that asks for a replica's acknowledgement
+// on a primary that has none is taken, and reported unconfirmed once the wait times out.
+func TestAckedWriteWithoutReplicaIsUnconfirmed(t *testing.T) {
+	c := redistest.Real(t)
+	ns := redistest.Namespace(t)
+	ctx := context.Background()
+	k := KeysFor(ns, "k")
+	start := time.Now()
+	_, err := Set(ctx, c, Ack{Replicas: 1, Timeout: 20 * time.Millisecond}, k, env(t, `"v"`), time.Minute, genTTL, Channel(ns), "k")
+	require.ErrorIs(t, err, ErrUnconfirmed)
+	require.Less(t, time.Since(start), time.Second)
+	require.EqualValues(t, 1, c.Exists(ctx, k.Value).Val(), "the primary took it")
+	_, err = Set(ctx, c, Ack{}, k, env(t, `"v"`), time.Minute, genTTL, Channel(ns), "k")
+	require.NoError(t, err, "without an Ack, nothing waits")
 }

@@ -1,0 +1,169 @@
+package stampede
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// topologyEvery is how often the cache looks at the primaries it writes to.
+const topologyEvery = time.Second
+
+// topology is what the cache knows of the Redis primaries it writes to: how many replicas they
+// have, so that writes wait for them (WithWriteReplicas), and which servers they are, so that a
+// failover or a restart is noticed.
+//
+// Replication is asynchronous: a primary that fails over or restarts from a snapshot may come
+// back without the last writes. So when a primary changes (a new run ID), the L1 is dropped, as
+// it may hold values newer than Redis's, or miss the messages of writes made meanwhile. When it
+// restarted (a run ID whose server has been up for less than it has been unseen), every value
+// written before the restart is treated as stale: served while one refresh per key replaces it
+// (as Invalidate does), never again as fresh.
+type topology struct {
+	replicas    atomic.Int32 // the fewest replicas connected to a primary
+	staleBefore atomic.Int64 // Unix nanoseconds: values written before are stale (0: none)
+
+	servers map[string]server // by run ID of the primaries last seen; the watcher's own
+	seen    time.Time         // when they were last seen
+}
+
+type server struct {
+	runID    string
+	uptime   time.Duration
+	replicas int
+}
+
+// primaries lists the primaries the cache writes to: one for a client of a single node or of
+// Sentinel, every master of a cluster.
+func (c *Cache[V]) primaries(ctx context.Context) ([]server, error) {
+	if cc, ok := c.cluster(); ok {
+		var mu sync.Mutex
+		var servers []server
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			s, err := infoOf(ctx, m)
+			mu.Lock()
+			servers = append(servers, s)
+			mu.Unlock()
+			return err
+		})
+		return servers, err
+	}
+	s, err := infoOf(ctx, c.client)
+	if err != nil {
+		return nil, err
+	}
+	return []server{s}, nil
+}
+
+type infoer interface {
+	Info(ctx context.Context, sections ...string) *redis.StringCmd
+}
+
+func infoOf(ctx context.Context, c infoer) (server, error) {
+	text, err := c.Info(ctx, "server", "replication").Result()
+	if err != nil {
+		return server{}, err
+	}
+	var s server
+	for line := range strings.Lines(text) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "run_id":
+			s.runID = value
+		case "uptime_in_seconds":
+			n, _ := strconv.Atoi(value)
+			s.uptime = time.Duration(n) * time.Second
+		case "connected_slaves":
+			s.replicas, _ = strconv.Atoi(value)
+		}
+	}
+	return s, nil
+}
+
+// cluster returns the cache's client as a cluster client, if it is one.
+func (c *Cache[V]) cluster() (*redis.ClusterClient, bool) {
+	cc, ok := c.origin.(*redis.ClusterClient)
+	return cc, ok
+}
+
+// watchTopology looks at the primaries every topologyEvery until Close.
+func (c *Cache[V]) watchTopology() {
+	t := time.NewTicker(topologyEvery)
+	defer t.Stop()
+	for {
+		c.lookAtTopology()
+		select {
+		case <-c.life.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lookAtTopology reads the primaries once and acts on what changed since the last look.
+func (c *Cache[V]) lookAtTopology() {
+	ctx, cancel := c.redisContext(c.life.ctx)
+	type reply struct {
+		servers []server
+		err     error
+	}
+	look := func() reply {
+		servers, err := c.primaries(ctx)
+		return reply{servers, err}
+	}
+	var r reply
+	if c.notify.ignoresDeadlines {
+		r = bounded(ctx, look, func(err error) reply { return reply{nil, err} })
+	} else {
+		r = look()
+	}
+	cancel()
+	servers, err := r.servers, r.err
+	if err != nil {
+		return // Redis is failing: the read and write paths report it
+	}
+	now := time.Now()
+	t := &c.topo
+	fewest := -1
+	changed, restarted := false, int64(0)
+	current := make(map[string]server, len(servers))
+	for _, s := range servers {
+		current[s.runID] = s
+		if fewest < 0 || s.replicas < fewest {
+			fewest = s.replicas
+		}
+		if t.servers == nil {
+			continue // the first look: nothing to compare with
+		}
+		if _, ok := t.servers[s.runID]; !ok {
+			changed = true
+			if s.uptime <= now.Sub(t.seen)+topologyEvery {
+				// It started since the last look: a restart, maybe from an old snapshot.
+				restarted = max(restarted, now.Add(-s.uptime-topologyEvery).UnixNano())
+			}
+		}
+	}
+	t.replicas.Store(int32(max(fewest, 0)))
+	t.servers, t.seen = current, now
+	if !changed {
+		return
+	}
+	if restarted != 0 {
+		t.staleBefore.Store(max(t.staleBefore.Load(), restarted))
+		c.log.Warn("stampede: a Redis primary restarted; values written before it are stale and are refreshed once each",
+			"stale_before", time.Unix(0, restarted))
+	} else {
+		c.log.Warn("stampede: a Redis primary changed (failover); dropping the L1")
+	}
+	if c.l1 != nil {
+		c.l1.clear()
+	}
+}
