@@ -146,8 +146,12 @@ func (c *Cache[V]) lookAtTopology() {
 		if _, ok := t.servers[s.runID]; !ok {
 			changed = true
 			if s.uptime <= now.Sub(t.seen)+topologyEvery {
-				// It started since the last look: a restart, maybe from an old snapshot.
-				restarted = max(restarted, now.Add(-s.uptime-topologyEvery).UnixNano())
+				// It started since the last look: a restart, maybe from an old snapshot. Its
+				// uptime is the difference of two clock readings in whole seconds, so it
+				// started before now-uptime+1s: every value written before the restart was
+				// written before then. (Values written in that second after it are refreshed
+				// once more.)
+				restarted = max(restarted, now.Add(-s.uptime+time.Second).UnixNano())
 			}
 		}
 	}
