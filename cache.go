@@ -84,7 +84,7 @@ type Cache[V any] struct {
 	orphans   orphans
 	breaker   *breaker.Breaker // skips Redis on the read path while it keeps failing
 	topo      topology
-	clock     *coarse.Clock    // read on every L1 hit: a load, not a system call
+	clock     *coarse.Clock // read on every L1 hit: a load, not a system call
 	life      *lifecycle
 	stats     *stripe.Counters
 
