@@ -186,6 +186,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		handle:           c.onMessage,
 		reset:            c.onSubscribed,
 		ignoresDeadlines: known && !honors,
+		kick:             make(chan struct{}, 1),
 	}
 	first, err := c.notify.subscribe(c.life.ctx)
 	if err == nil {

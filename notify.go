@@ -21,8 +21,11 @@ const (
 	// pollEvery is how often a waiter looks at Redis while no subscription carries
 	// notifications.
 	pollEvery = 100 * time.Millisecond
-	// resubscribeMax bounds the back-off between attempts to subscribe.
-	resubscribeMax = 5 * time.Second
+	// resubscribeMax bounds the back-off between attempts to subscribe. It is short: while
+	// there is no subscription, writes elsewhere do not reach the L1, and a failover's new
+	// primary should be subscribed to within a moment of its promotion. An attempt costs a
+	// dial.
+	resubscribeMax = 400 * time.Millisecond
 )
 
 // notifier owns a Cache's one pub/sub subscription, on its namespace's channel, and hands each
@@ -45,6 +48,9 @@ type notifier struct {
 	ignoresDeadlines bool
 
 	subscribed atomic.Bool // a confirmed subscription carries messages
+
+	// kick asks run to subscribe again at once, on the primary the client now names.
+	kick chan struct{}
 
 	mu      sync.Mutex
 	waiters map[string][]*waiter // guarded by mu
@@ -185,6 +191,8 @@ func (n *notifier) run(ctx context.Context, first *redis.PubSub) {
 				case <-ctx.Done():
 					return
 				case <-time.After(backoff):
+				case <-n.kick:
+					backoff = pollEvery // the primary changed: try the new one now
 				}
 				backoff = min(2*backoff, resubscribeMax)
 				continue
@@ -257,6 +265,22 @@ func (n *notifier) lost(ps *redis.PubSub) {
 	n.mu.Unlock()
 	n.closePubSub(ps)
 	n.wake(scripts.Message{Kind: scripts.Released}, true)
+}
+
+// move subscribes again, on the primary the client names now: after a failover, the
+// subscription may stay on the old primary, which hears nothing of the writes on the new one
+// until Sentinel makes it a replica (seconds later).
+func (n *notifier) move() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+	n.mu.Lock()
+	ps := n.ps
+	n.mu.Unlock()
+	if ps != nil {
+		n.closePubSub(ps) // run sees the subscription fail and subscribes again
+	}
 }
 
 // close ends the subscription; run returns.

@@ -25,7 +25,10 @@ const topologyEvery = time.Second
 // written before the restart is treated as stale: served while one refresh per key replaces it
 // (as Invalidate does), never again as fresh.
 type topology struct {
-	replicas    atomic.Int32 // the fewest replicas connected to a primary
+	// replicas is the fewest replicas that a primary has had connected since it became the
+	// primary the cache writes to: a primary that loses its replicas (cut off, or demoted in
+	// a failover it does not know of yet) must not take writes that no replica acknowledges.
+	replicas    atomic.Int32
 	staleBefore atomic.Int64 // Unix nanoseconds: values written before are stale (0: none)
 
 	servers map[string]server // by run ID of the primaries last seen; the watcher's own
@@ -136,6 +139,9 @@ func (c *Cache[V]) lookAtTopology() {
 	changed, restarted := false, int64(0)
 	current := make(map[string]server, len(servers))
 	for _, s := range servers {
+		if old, ok := t.servers[s.runID]; ok {
+			s.replicas = max(s.replicas, old.replicas)
+		}
 		current[s.runID] = s
 		if fewest < 0 || s.replicas < fewest {
 			fewest = s.replicas
@@ -170,4 +176,5 @@ func (c *Cache[V]) lookAtTopology() {
 	if c.l1 != nil {
 		c.l1.clear()
 	}
+	c.notify.move() // resubscribing clears the L1 again, once messages flow from the new primary
 }
