@@ -31,3 +31,6 @@ func BackoffActive[V any](c *Cache[V], key string) bool {
 	_, ok := c.failures.active(key, time.Now().UnixNano())
 	return ok
 }
+
+// WriteReplicas returns how many replicas a write waits for now.
+func WriteReplicas[V any](c *Cache[V]) int { return c.ack().Replicas }

@@ -589,3 +589,26 @@ func sfLatencies(d []time.Duration) string {
 	r := func(x time.Duration) time.Duration { return x.Round(10 * time.Microsecond) }
 	return fmt.Sprintf("p50 %v p99 %v max %v", r(d[len(d)/2]), r(d[len(d)*99/100]), r(d[len(d)-1]))
 }
+
+// TestIntegrationSentinelWriteCost measures what waiting for a replica costs a write: Sets in
+// a row on one instance, with WithWriteReplicas(1) (the default) and 0, on the same Sentinel
+// set. It logs the latencies; performance is not asserted.
+func TestIntegrationSentinelWriteCost(t *testing.T) {
+	set := startSentinelSet(t)
+	for _, acks := range []int{1, 0} {
+		c, err := stampede.New[string](set.client(fmt.Sprint("cost-", acks)),
+			stampede.WithNamespace(redistest.Namespace(t)), stampede.WithWriteReplicas(acks))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		// Writes wait only once the cache has seen the primary's replica.
+		require.Eventually(t, func() bool { return acks == 0 || stampede.WriteReplicas(c) == 1 }, 5*time.Second, 10*time.Millisecond)
+		took := make([]time.Duration, 2000)
+		for i := range took {
+			start := time.Now()
+			require.NoError(t, c.Set(ctx, fmt.Sprint("k", i%100), "v"))
+			took[i] = time.Since(start)
+		}
+		slices.Sort(took)
+		t.Logf("WithWriteReplicas(%d): Set p50 %v p99 %v max %v", acks, took[len(took)/2], took[len(took)*99/100], took[len(took)-1])
+	}
+}
