@@ -170,7 +170,6 @@ func TestIntegrationSeamsHookPanic(t *testing.T) {
 	hooks := stampede.Hooks{
 		OnLoad:         func(string, time.Duration, error) { onLoad.Add(1); panic("hook: boom") },
 		OnEarlyRefresh: func(string) { onEarly.Add(1); panic("hook: boom") },
-		OnRedisError:   func(string, string, error) { panic("hook: boom") },
 	}
 	c := realFleetOf[string](t, 1, stampede.WithoutL1(), stampede.WithTTL(200*time.Millisecond),
 		stampede.WithStaleWhileRevalidate(time.Minute), stampede.WithEarlyRefresh(0),
