@@ -48,7 +48,8 @@ func TestIntegrationEviction(t *testing.T) {
 	// is an hour) and waiters get the value with the fill's message: 2. Under allkeys-lru in a
 	// flood where every key is under a second old (Redis's LRU clock counts seconds), eviction
 	// is random among the stampede's own lease, fence and value, and each one lost costs one
-	// more load: we allow 4, and no more than 1.5 loads per stampede on average.
+	// more load, sometimes in a row: there the bound is statistical (maxLoads 0): at most 2
+	// loads in 90% of the stampedes, and no more than 1.5 loads per stampede on average.
 	for _, tt := range []struct {
 		name      string
 		maxmemory string
@@ -56,7 +57,7 @@ func TestIntegrationEviction(t *testing.T) {
 		evicts    bool
 		maxLoads  int64
 	}{
-		{"allkeys-lru", "3mb", "allkeys-lru", true, 4},
+		{"allkeys-lru", "3mb", "allkeys-lru", true, 0},
 		{"volatile-ttl", "3mb", "volatile-ttl", true, 2},
 		{"noeviction-64mb", "64mb", "noeviction", false, 1},
 	} {
@@ -148,9 +149,9 @@ func TestIntegrationEviction(t *testing.T) {
 				"loads per stampede %v (max %d, total %d); latency %v (p50) %v (p99) %v (max); %d errors",
 				tt.policy, tt.maxmemory, len(loads), callers, instances, elapsed.Round(time.Millisecond),
 				loads, slices.Max(loads), total, p50, p99, worst, len(failures))
-			overLoaded, stalled := 0, 0
+			overLoaded, stalled, bound := 0, 0, max(tt.maxLoads, 2)
 			for s := range loads {
-				if loads[s] > tt.maxLoads {
+				if loads[s] > bound {
 					overLoaded++
 				}
 				if slowest[s] >= maxWait {
@@ -158,7 +159,7 @@ func TestIntegrationEviction(t *testing.T) {
 				}
 			}
 			t.Logf("%s: %d stampedes loaded more than %d times, %d kept a caller %v or more; slowest caller per stampede %v",
-				tt.policy, overLoaded, tt.maxLoads, stalled, maxWait, roundAll(slowest))
+				tt.policy, overLoaded, bound, stalled, maxWait, roundAll(slowest))
 			t.Logf("%s: meanwhile the filler wrote %d values (%.0f/s, %d failed writes) and Redis evicted %d keys (%.0f/s)",
 				tt.policy, writes, float64(writes)/elapsed.Seconds(), fillErrs, evicted, float64(evicted)/elapsed.Seconds())
 
@@ -169,8 +170,18 @@ func TestIntegrationEviction(t *testing.T) {
 					require.EqualValues(t, 1, l, "stampede %d: one load without eviction; loads per stampede %v", s, loads)
 				}
 			}
-			for s, l := range loads {
-				require.LessOrEqual(t, l, tt.maxLoads, "stampede %d: at most %d loads; loads per stampede %v", s, tt.maxLoads, loads)
+			if tt.maxLoads > 0 {
+				for s, l := range loads {
+					require.LessOrEqual(t, l, tt.maxLoads, "stampede %d: at most %d loads; loads per stampede %v", s, tt.maxLoads, loads)
+				}
+			} else {
+				within := 0
+				for _, l := range loads {
+					if l <= 2 {
+						within++
+					}
+				}
+				require.GreaterOrEqual(t, within*10, len(loads)*9, "at most 2 loads in 90%% of the stampedes: %v", loads)
 			}
 			require.LessOrEqual(t, float64(total), 1.5*float64(len(loads)), "loads per stampede on average")
 			for s, d := range slowest {

@@ -47,7 +47,8 @@ type notifier struct {
 	// (no ContextTimeoutEnabled), so calls that could block are bounded here.
 	ignoresDeadlines bool
 
-	subscribed atomic.Bool // a confirmed subscription carries messages
+	subscribed atomic.Bool  // a confirmed subscription carries messages
+	lostAt     atomic.Int64 // when a subscription was last lost, Unix nanoseconds
 
 	// kick asks run to subscribe again at once, on the primary the client now names.
 	kick chan struct{}
@@ -258,6 +259,7 @@ func (n *notifier) confirmed() {
 
 func (n *notifier) lost(ps *redis.PubSub) {
 	n.subscribed.Store(false)
+	n.lostAt.Store(time.Now().UnixNano())
 	n.mu.Lock()
 	if n.ps == ps {
 		n.ps = nil

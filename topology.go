@@ -157,7 +157,13 @@ func (c *Cache[V]) lookAtTopology() {
 				// started before now-uptime+1s: every value written before the restart was
 				// written before then. (Values written in that second after it are refreshed
 				// once more.)
-				restarted = max(restarted, now.Add(-s.uptime+time.Second).UnixNano())
+				at := now.Add(-s.uptime + time.Second).UnixNano()
+				if lost := c.notify.lostAt.Load(); lost > now.Add(-s.uptime-2*time.Second).UnixNano() && lost < at {
+					// The subscription broke when the old server went: nothing was written
+					// between then and the restart, and values written since are new.
+					at = lost
+				}
+				restarted = max(restarted, at)
 			}
 		}
 	}
