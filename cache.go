@@ -193,7 +193,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		c.notify.confirmed()
 	} else {
 		c.log.Warn("stampede: cannot subscribe to the namespace's channel; until a subscription succeeds, "+
-			"waiters poll Redis and another instance's writes reach this L1 only when its entries expire (WithL1's TTL)",
+			"waiters poll Redis and the L1 keeps entries only 100 ms",
 			"channel", c.channel, "err", err)
 		c.redisFailed("subscribe", "", err)
 	}
@@ -471,8 +471,16 @@ func (c *Cache[V]) keepAtMost(key string, v V, h envelope.Header, p *Policy, sin
 	if limit > 0 {
 		ttl = min(ttl, limit)
 	}
+	if !c.notify.subscribed.Load() {
+		// No message can evict it: it may serve a replaced value only briefly.
+		ttl = min(ttl, unsubscribedL1TTL)
+	}
 	c.l1.store(key, l1Entry[V]{value: v, h: h, promoted: promoted}, since, c.keepUntil(&h, p), ttl)
 }
+
+// unsubscribedL1TTL bounds how long the L1 keeps what it stores while no subscription carries
+// the messages that evict it: so long may an instance serve a value another instance replaced.
+const unsubscribedL1TTL = 100 * time.Millisecond
 
 // l1Now is what a reader notes before it reads Redis or loads, for keep.
 func (c *Cache[V]) l1Now() mark {

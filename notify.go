@@ -260,6 +260,7 @@ func (n *notifier) confirmed() {
 func (n *notifier) lost(ps *redis.PubSub) {
 	n.subscribed.Store(false)
 	n.lostAt.Store(time.Now().UnixNano())
+	n.reset() // messages are lost from now on: what the L1 holds may be replaced unseen
 	n.mu.Lock()
 	if n.ps == ps {
 		n.ps = nil
