@@ -36,24 +36,12 @@ func runAcked(ctx context.Context, c Writer, a Ack, s *redis.Script, keys []stri
 	if a.Replicas <= 0 {
 		return run(ctx, c, s, keys, args...)
 	}
-	wait := retryFirst
-	for {
-		cmd := runWaited(ctx, c, a, s, keys, args)
-		if !moving(cmd.Err()) {
-			return cmd
-		}
+	try := func() *redis.Cmd { return runWaited(ctx, c, a, s, keys, args) }
+	return whileMoving(ctx, try, func() {
 		if cc, ok := c.(*redis.ClusterClient); ok {
 			cc.ReloadState(ctx) // the master of the key moved
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return cmd
-		case <-t.C:
-		}
-		wait = min(2*wait, retryMax)
-	}
+	})
 }
 
 func runWaited(ctx context.Context, c Writer, a Ack, s *redis.Script, keys []string, args []any) *redis.Cmd {

@@ -21,11 +21,20 @@ const (
 // up after a few quick tries. Redis rejects such a script before it runs, so running it again
 // is safe.
 func run(ctx context.Context, c Scripter, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	return whileMoving(ctx, func() *redis.Cmd { return s.Run(ctx, c, keys, args...) }, nil)
+}
+
+// whileMoving calls try until its reply is not that the slot is moving, or ctx ends, backing
+// off from retryFirst to retryMax; moved runs before each new try.
+func whileMoving(ctx context.Context, try func() *redis.Cmd, moved func()) *redis.Cmd {
 	wait := retryFirst
 	for {
-		cmd := s.Run(ctx, c, keys, args...)
+		cmd := try()
 		if !moving(cmd.Err()) {
 			return cmd
+		}
+		if moved != nil {
+			moved()
 		}
 		t := time.NewTimer(wait)
 		select {
