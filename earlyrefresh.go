@@ -1,60 +1,16 @@
 package stampede
 
 import (
+	"context"
+	"encoding/binary"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/stampede-cache/stampede/internal/envelope"
+	"github.com/stampede-cache/stampede/internal/scripts"
+	"golang.org/x/sync/semaphore"
 )
-
-// verdict is what a reader may do with an entry it found.
-type verdict int
-
-const (
-	// serve: fresh; return it.
-	serve verdict = iota
-	// serveAndRefresh: return it, and refresh it in the background (early refresh of a fresh
-	// value, or stale-while-revalidate).
-	serveAndRefresh
-	// fallback: too old to serve, but kept to serve if the load fails (stale-if-error).
-	fallback
-	// useless: too old for anything.
-	useless
-)
-
-// judge decides what to do with an entry at now (Unix nanoseconds) under policy p. A promoted
-// hot key is refreshed early more eagerly, even if its policy does not refresh early.
-func (c *Cache[V]) judge(h *envelope.Header, now int64, p *Policy, promoted bool) verdict {
-	if h.WrittenAt < c.topo.staleBefore.Load() {
-		// Written before a Redis restart that may have rolled it back: stale, as if invalidated.
-		inv := *h
-		inv.Flags |= envelope.FlagInvalidated
-		return judge(&inv, now, p, promoted, c.rand)
-	}
-	return judge(h, now, p, promoted, c.rand)
-}
-
-// judge is Cache.judge; it needs nothing of the cache's type, and as a plain function it is
-// cheaper on the hit path than a method of a generic type.
-func judge(h *envelope.Header, now int64, p *Policy, promoted bool, rand func() float64) verdict {
-	beta := p.EarlyRefresh
-	if promoted {
-		beta = max(2*beta, 1)
-	}
-	switch {
-	case h.Fresh(now):
-		if beta > 0 && refreshEarly(h, now, beta, rand) {
-			return serveAndRefresh
-		}
-		return serve
-	case now < h.FreshUntil+int64(p.StaleWhileRevalidate) || h.Invalidated() && now < h.FreshUntil:
-		// An invalidated value is stale, but never worse than what the TTL promised.
-		return serveAndRefresh
-	case now < h.FreshUntil+int64(p.StaleIfError):
-		return fallback
-	}
-	return useless
-}
 
 // xfetchHorizon is where XFetch's chance becomes negligible: it refreshes when an Exp(1) draw,
 // -ln(U), reaches (freshUntil-now)/(loadTime*beta), and P(Exp(1) >= 40) = e^-40.
@@ -72,4 +28,125 @@ func refreshEarly(h *envelope.Header, now int64, beta float64, rand func() float
 	}
 	u := 1 - rand() // (0, 1]
 	return -math.Log(u)*delta >= left
+}
+
+// refreshes tracks the background refreshes of a Cache: at most one per key, at most limit in
+// all. A refresh due while its key is refreshing here or elsewhere, or while all slots are
+// busy, is skipped; the next read of the key triggers it again.
+type refreshes struct {
+	slots *semaphore.Weighted
+
+	mu sync.Mutex
+	// busy maps a key to 0 while this instance refreshes it, or to when the lease that another
+	// instance holds for it expires (Unix nanoseconds), until a message about the key comes.
+	// Entries of leases that expired are swept every sweepEvery.
+	busy      map[string]int64 // guarded by mu
+	nextSweep int64            // guarded by mu
+}
+
+// sweepEvery is how often refreshes forgets the expired leases of other instances that no
+// message ended (their holder died).
+const sweepEvery = int64(10 * time.Second)
+
+func newRefreshes(limit int) refreshes {
+	return refreshes{slots: semaphore.NewWeighted(int64(limit)), busy: make(map[string]int64)}
+}
+
+func (r *refreshes) begin(key string, now int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now >= r.nextSweep {
+		r.nextSweep = now + sweepEvery
+		for k, until := range r.busy {
+			if until != 0 && now >= until {
+				delete(r.busy, k)
+			}
+		}
+	}
+	if until, ok := r.busy[key]; ok && (until == 0 || now < until) || !r.slots.TryAcquire(1) {
+		return false
+	}
+	r.busy[key] = 0
+	return true
+}
+
+// end ends this instance's refresh of key; heldUntil, if not 0, is when the lease another
+// instance holds for the key expires, and no refresh of the key starts before (or before a
+// message about the key).
+func (r *refreshes) end(key string, heldUntil int64) {
+	r.mu.Lock()
+	if heldUntil == 0 {
+		delete(r.busy, key)
+	} else {
+		r.busy[key] = heldUntil
+	}
+	r.mu.Unlock()
+	r.slots.Release(1)
+}
+
+// clear forgets that another instance refreshes key: a message about it came.
+func (r *refreshes) clear(key string) {
+	r.mu.Lock()
+	if until, ok := r.busy[key]; ok && until != 0 {
+		delete(r.busy, key)
+	}
+	r.mu.Unlock()
+}
+
+// refreshInBackground is called when a caller is served an entry that is stale or due for early
+// refresh. It starts one background refresh of the key in this instance; the refresh takes the
+// key's lease if nobody holds it and never waits for it, so that across instances one refresh
+// runs. The caller returns the entry at once.
+//
+// The refresh runs detached from the caller's cancellation (context.WithoutCancel keeps the
+// caller's values), under the cache's load timeout, and ends at Close.
+func (c *Cache[V]) refreshInBackground(ctx context.Context, key string, p *Policy, load Loader[V], h *envelope.Header, now int64) {
+	if !h.Fresh(now) {
+		c.servedStale(key, h.FreshUntil, now)
+	}
+	if _, failing := c.failures.active(key, now); failing || !c.refreshes.begin(key, now) {
+		return
+	}
+	pol := *p
+	seen := binary.BigEndian.AppendUint64(nil, h.Gen)
+	started := c.life.goTracked(func() {
+		var heldUntil int64
+		defer func() { c.refreshes.end(key, heldUntil) }()
+		rctx, cancel := c.life.detach(ctx)
+		defer cancel()
+		heldUntil = c.refresh(rctx, key, &pol, load, seen)
+	})
+	if !started {
+		c.refreshes.end(key, 0)
+	}
+}
+
+// refresh is one background refresh: load and fill if the key's lease is free and its value is
+// still the one the caller saw. If another instance holds the lease, it returns when that lease
+// expires (Unix nanoseconds), else 0.
+func (c *Cache[V]) refresh(ctx context.Context, key string, p *Policy, load Loader[V], seen []byte) (heldUntil int64) {
+	k := scripts.KeysFor(c.namespace, key)
+	token := c.newToken()
+	obs := observation[V]{seen: seen, since: c.l1Now()}
+	lr, err := c.lease(ctx, key, k, token, seen, p.Strategy == Singleflight)
+	if err != nil {
+		if ctx.Err() == nil && err != errCircuitOpen {
+			c.redisFailed("lease", key, err)
+		}
+		return 0
+	}
+	switch lr.State {
+	case scripts.Changed:
+		// Someone wrote a newer value; its message evicts stale L1 copies, and this one is fresh.
+		c.adopt(ctx, key, []byte(lr.Value), obs.since, p, load, &obs)
+	case scripts.Acquired:
+		c.stats.Add(statEarlyRefreshes)
+		c.hooks.earlyRefresh(key)
+		c.lead(ctx, key, k, token, lr.Fence, p, load, obs)
+	case scripts.Held:
+		// Another instance is loading it; its fill will evict the stale copies. Until then (or
+		// until its lease expires), reads of the key here do not ask again.
+		return time.Now().Add(lr.Remaining).UnixNano()
+	}
+	return 0
 }

@@ -51,16 +51,6 @@ type HotKey struct {
 	Replicas int
 }
 
-// WithHotKeys configures hot-key detection.
-func WithHotKeys(h HotKeys) Option {
-	return option(func(c *config) { c.hotKeys, c.hotKeysOff = h, false })
-}
-
-// WithoutHotKeys turns hot-key detection off.
-func WithoutHotKeys() Option {
-	return option(func(c *config) { c.hotKeysOff = true })
-}
-
 func (h *HotKeys) withDefaults(l1TTL time.Duration) HotKeys {
 	d := *h
 	if d.Threshold == 0 {

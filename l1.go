@@ -151,3 +151,56 @@ func (o otterLogger) Warn(ctx context.Context, msg string, err error) {
 func (o otterLogger) Error(ctx context.Context, msg string, err error) {
 	o.log.ErrorContext(ctx, "stampede: L1: "+msg, "err", err)
 }
+
+// useL1 reports whether a call for key under p uses the L1: its policy does, or the key is hot
+// and promoted.
+func (c *Cache[V]) useL1(key string, p *Policy) bool {
+	return c.l1 != nil && (!p.SkipL1 || c.hot.isPromoted(key))
+}
+
+// keep stores what was read or written for key in the L1, if the key uses it, for as long as
+// p may serve it (and the L1 TTL allows); since is the L1's mark before the read or write
+// began (l1Now).
+func (c *Cache[V]) keep(key string, v V, h envelope.Header, p *Policy, since mark) {
+	c.keepAtMost(key, v, h, p, since, 0)
+}
+
+// keepAtMost is keep, for at most limit if it is not 0.
+func (c *Cache[V]) keepAtMost(key string, v V, h envelope.Header, p *Policy, since mark, limit time.Duration) {
+	if c.l1 == nil {
+		return
+	}
+	promoted := c.hot.isPromoted(key)
+	if p.SkipL1 && !promoted {
+		return
+	}
+	ttl := c.l1.ttl
+	if promoted {
+		ttl = c.hot.cfg.PromotedL1TTL
+	}
+	if limit > 0 {
+		ttl = min(ttl, limit)
+	}
+	if !c.notify.subscribed.Load() {
+		// No message can evict it: it may serve a replaced value only briefly.
+		ttl = min(ttl, unsubscribedL1TTL)
+	}
+	c.l1.store(key, l1Entry[V]{value: v, h: h, promoted: promoted}, since, c.keepUntil(&h, p), ttl)
+}
+
+// unsubscribedL1TTL bounds how long the L1 keeps what it stores while no subscription carries
+// the messages that evict it: so long may an instance serve a value another instance replaced.
+const unsubscribedL1TTL = 100 * time.Millisecond
+
+// l1Now is what a reader notes before it reads Redis or loads, for keep.
+func (c *Cache[V]) l1Now() mark {
+	if c.l1 == nil {
+		return mark{}
+	}
+	return c.l1.mark()
+}
+
+// keepUntil is when an entry stops being of any use under p (Unix nanoseconds).
+func (c *Cache[V]) keepUntil(h *envelope.Header, p *Policy) int64 {
+	return h.FreshUntil + int64(max(p.StaleWhileRevalidate, p.StaleIfError))
+}

@@ -1,115 +1,9 @@
 package stampede
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"math"
-	"strings"
 	"time"
 )
-
-// Strategy chooses how a Cache keeps the loads of one key from piling onto the source.
-type Strategy int
-
-const (
-	// Lease runs at most one load of a key at a time across every Cache that shares the Redis
-	// and namespace: the caller that takes the key's lease in Redis loads, the others wait for
-	// its notification. It is the default.
-	Lease Strategy = iota
-	// Singleflight runs at most one load of a key at a time in each Cache (each instance of the
-	// service), without a lease: N instances may load a key N times at once, and nobody waits
-	// on another instance.
-	Singleflight
-)
-
-func (s Strategy) String() string {
-	switch s {
-	case Lease:
-		return "Lease"
-	case Singleflight:
-		return "Singleflight"
-	}
-	return fmt.Sprintf("Strategy(%d)", int(s))
-}
-
-// Policy is how a Cache treats a key: how long its values stay fresh, whether stale values may
-// be served, and how loads are deduplicated. A Policy is used as written: a zero field turns its
-// feature off, except TTL, which then takes the cache's TTL (WithTTL).
-//
-// Keys get the cache-wide policy: DefaultPolicy, changed by the policy options (WithTTL,
-// WithStrategy, ...). WithPolicy decides each key's Policy with a function instead, and per-call
-// GetOptions change it for one call.
-type Policy struct {
-	// Strategy deduplicates loads fleet-wide (Lease, the zero value) or per instance
-	// (Singleflight).
-	Strategy Strategy
-
-	// TTL is how long a loaded value is fresh. Each write takes up to Jitter of it off (see
-	// WithJitter), so keys written together do not expire together. Zero means the cache's TTL.
-	TTL time.Duration
-
-	// NegativeTTL is how long a loader's ErrNotFound is cached; zero caches nothing and every
-	// Get of a missing key calls the loader (still once per key at a time).
-	NegativeTTL time.Duration
-
-	// StaleWhileRevalidate is how long after its TTL a value is still served, at once, while
-	// one background refresh replaces it. Zero: an expired value is a miss.
-	StaleWhileRevalidate time.Duration
-
-	// StaleIfError is how long after its TTL a value is served instead of the error when its
-	// load fails. Zero: the error is returned.
-	StaleIfError time.Duration
-
-	// EarlyRefresh is the beta of probabilistic early refresh (XFetch): a value is refreshed in
-	// the background, before it expires, when now - loadTime*beta*ln(U) >= its expiry, U uniform
-	// in (0,1]. 1 is the usual choice, larger refreshes earlier; zero turns it off.
-	EarlyRefresh float64
-
-	// SkipL1 keeps the key out of the in-process L1: every Get reads Redis.
-	SkipL1 bool
-
-	// Replicas is how many replica keys, on other Redis Cluster nodes, serve the key's reads
-	// (see WithReplicas); zero: none, the key's node serves them all. A replica may serve a
-	// value for up to WithReplicaTTL after a write replaced it: keep it zero for data that must
-	// be exact.
-	Replicas int
-}
-
-// DefaultPolicy returns the policy of a Cache created without policy options.
-func DefaultPolicy() Policy {
-	return Policy{
-		Strategy:     Lease,
-		TTL:          time.Minute,
-		NegativeTTL:  10 * time.Second,
-		EarlyRefresh: 1,
-	}
-}
-
-// hardTTL is how long Redis keeps a value written at ttl: as long as any policy may serve it.
-func (p *Policy) hardTTL(ttl time.Duration) time.Duration {
-	return ttl + max(p.StaleWhileRevalidate, p.StaleIfError)
-}
-
-func (p *Policy) validate() error {
-	switch {
-	case p.Strategy != Lease && p.Strategy != Singleflight:
-		return fmt.Errorf("stampede: unknown strategy %d", int(p.Strategy))
-	case p.TTL <= 0:
-		return fmt.Errorf("stampede: TTL %v is not positive", p.TTL)
-	case p.NegativeTTL < 0:
-		return fmt.Errorf("stampede: negative NegativeTTL %v", p.NegativeTTL)
-	case p.StaleWhileRevalidate < 0:
-		return fmt.Errorf("stampede: negative StaleWhileRevalidate %v", p.StaleWhileRevalidate)
-	case p.StaleIfError < 0:
-		return fmt.Errorf("stampede: negative StaleIfError %v", p.StaleIfError)
-	case !(p.EarlyRefresh >= 0) || math.IsInf(p.EarlyRefresh, 0):
-		return fmt.Errorf("stampede: EarlyRefresh %v is not a finite beta >= 0", p.EarlyRefresh)
-	case p.Replicas < 0 || p.Replicas > maxReplicas:
-		return fmt.Errorf("stampede: Replicas %d is not in [0, %d]", p.Replicas, maxReplicas)
-	}
-	return nil
-}
 
 // An Option configures a Cache in New.
 type Option interface {
@@ -299,119 +193,23 @@ func WithWriteReplicas(n int) Option {
 	return option(func(c *config) { c.writeReplicas = n })
 }
 
-// config is what the options set; New validates it.
-type config struct {
-	namespace      string
-	policy         Policy
-	policyFields   []string // the policy options given, for the check against WithPolicy
-	policyFunc     func(key string) Policy
-	policyFuncSet  bool
-	l1Size         int
-	l1TTL          time.Duration
-	jitter         float64
-	leaseTTL       time.Duration
-	loadTimeout    time.Duration
-	redisTimeout   time.Duration
-	codec          Codec
-	maxValueBytes  int
-	hooks          Hooks
-	logger         *slog.Logger
-	loggerSet      bool
-	refreshWorkers int
-	backoffBase    time.Duration
-	backoffMax     time.Duration
-	writeReplicas  int
-	hotKeys        HotKeys
-	hotKeysOff     bool
-	replicaTTL     time.Duration
+// WithReplicas sets how many replicas serve the reads of keys (Policy.Replicas). Default: 0.
+func WithReplicas(n int) PolicyOption {
+	return policyOption{"Replicas", func(p *Policy) { p.Replicas = n }}
 }
 
-func defaultConfig() config {
-	return config{
-		namespace:      "stampede",
-		policy:         DefaultPolicy(),
-		l1Size:         10_000,
-		l1TTL:          10 * time.Second,
-		jitter:         0.1,
-		leaseTTL:       3 * time.Second,
-		loadTimeout:    10 * time.Second,
-		redisTimeout:   250 * time.Millisecond,
-		codec:          JSONCodec{},
-		maxValueBytes:  1 << 20,
-		logger:         slog.New(slog.DiscardHandler),
-		refreshWorkers: 64,
-		replicaTTL:     2 * time.Second,
-		backoffBase:    100 * time.Millisecond,
-		backoffMax:     5 * time.Second,
-		writeReplicas:  1,
-	}
+// WithReplicaTTL sets how long a replica lives after it was written, less up to the jitter
+// fraction, and so how long it may serve a value after a write replaced it. Default: 2 seconds.
+func WithReplicaTTL(d time.Duration) Option {
+	return option(func(c *config) { c.replicaTTL = d })
 }
 
-// maxNamespaceLen keeps namespace + key within Redis's comfortable key sizes.
-const maxNamespaceLen = 256
-
-func (c *config) validate() error {
-	var errs []error
-	check := func(bad bool, format string, args ...any) {
-		if bad {
-			errs = append(errs, fmt.Errorf("stampede: "+format, args...))
-		}
-	}
-	check(c.namespace == "" || len(c.namespace) > maxNamespaceLen,
-		"namespace must have 1 to %d bytes", maxNamespaceLen)
-	check(strings.ContainsAny(c.namespace, "{}"),
-		"namespace %q contains a brace, which would change Redis Cluster's hash slot of its keys", c.namespace)
-	check(c.l1Size <= 0 || c.l1TTL <= 0, "WithL1(%d, %v): size and TTL must be positive", c.l1Size, c.l1TTL)
-	check(!(c.jitter >= 0 && c.jitter < 1), "WithJitter(%v): fraction must be in [0, 1)", c.jitter)
-	check(c.leaseTTL < 10*time.Millisecond, "WithLeaseTTL(%v): must be at least 10ms", c.leaseTTL)
-	check(c.loadTimeout <= 0, "WithLoadTimeout(%v): must be positive", c.loadTimeout)
-	check(c.redisTimeout <= 0, "WithRedisTimeout(%v): must be positive", c.redisTimeout)
-	check(c.codec == nil, "WithCodec: nil codec")
-	check(c.maxValueBytes <= 0, "WithMaxValueBytes(%d): must be positive", c.maxValueBytes)
-	check(c.logger == nil, "WithLogger: nil logger")
-	check(c.writeReplicas < 0, "WithWriteReplicas(%d): must not be negative", c.writeReplicas)
-	check(c.refreshWorkers <= 0, "WithRefreshWorkers(%d): must be positive", c.refreshWorkers)
-	check(c.backoffBase < 0 || c.backoffMax < c.backoffBase || c.backoffBase == 0 && c.backoffMax != 0,
-		"WithFailureBackoff(%v, %v): need 0 <= base <= max, or both 0 (off)", c.backoffBase, c.backoffMax)
-	h := c.hotKeys
-	check(!(h.Threshold >= 0) || math.IsInf(h.Threshold, 0) || h.Window < 0 || h.TopK < 0 || h.SampleRate < 0 || h.PromotedL1TTL < 0 ||
-		h.Replicas < 0 || h.Replicas > maxReplicas,
-		"WithHotKeys(%+v): fields must be finite, not negative, and Replicas at most %d", h, maxReplicas)
-	check(c.replicaTTL <= 0, "WithReplicaTTL(%v): must be positive", c.replicaTTL)
-	if c.policyFuncSet {
-		check(c.policyFunc == nil, "WithPolicy: nil function")
-		for _, f := range c.policyFields {
-			check(f != "TTL", "WithPolicy decides %s for every key; drop the cache-wide option", f)
-		}
-	}
-	if err := c.policy.validate(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+// WithHotKeys configures hot-key detection.
+func WithHotKeys(h HotKeys) Option {
+	return option(func(c *config) { c.hotKeys, c.hotKeysOff = h, false })
 }
 
-// loud returns the logger of what the user must hear about even without WithLogger.
-func (c *config) loud() *slog.Logger {
-	if c.loggerSet {
-		return c.logger
-	}
-	return slog.Default()
-}
-
-// usesL1 reports whether any key may use the L1.
-func (c *config) usesL1() bool {
-	return c.policyFunc != nil || !c.policy.SkipL1 || !c.hotKeysOff && c.hotKeys.Promote
-}
-
-// floorTTL is how long the L1 keeps the generation floor of a key after a message evicted it:
-// longer than a read that began before the message can take to reach the L1 (a Redis call is
-// bounded by the Redis timeout, and a coalesced read may wait for one before its own).
-func (c *config) floorTTL() time.Duration {
-	return max(time.Second, 4*c.redisTimeout)
-}
-
-// genTTL is how long a fence outlives its last write: longer than any load that read it can
-// run, so that such a load always finds it changed.
-func (c *config) genTTL() time.Duration {
-	return 2 * (c.loadTimeout + c.leaseTTL)
+// WithoutHotKeys turns hot-key detection off.
+func WithoutHotKeys() Option {
+	return option(func(c *config) { c.hotKeysOff = true })
 }

@@ -32,17 +32,6 @@ import (
 // replica older than a write it heard of, so the bound holds through the L1s too. Policies that
 // must be exact (inventory at checkout, balances) should not use replicas.
 
-// WithReplicas sets how many replicas serve the reads of keys (Policy.Replicas). Default: 0.
-func WithReplicas(n int) PolicyOption {
-	return policyOption{"Replicas", func(p *Policy) { p.Replicas = n }}
-}
-
-// WithReplicaTTL sets how long a replica lives after it was written, less up to the jitter
-// fraction, and so how long it may serve a value after a write replaced it. Default: 2 seconds.
-func WithReplicaTTL(d time.Duration) Option {
-	return option(func(c *config) { c.replicaTTL = d })
-}
-
 // maxReplicas bounds Policy.Replicas and HotKeys.Replicas.
 const maxReplicas = 64
 

@@ -1,5 +1,7 @@
 package stampede
 
+import "time"
+
 // Stats are cumulative counters of a Cache since New. Each counter is read atomically, but a
 // Stats is not a snapshot of all of them at one instant.
 type Stats struct {
@@ -82,4 +84,19 @@ func (c *Cache[V]) Stats() Stats {
 		ReplicaMisses:  n(statReplicaMisses),
 		CodecErrors:    n(statCodecErrors),
 	}
+}
+
+// count counts a Get in one of L1Hits, L2Hits and Misses (each Get counts in exactly one), and
+// the count, which numbers the Get, samples it for hot-key detection at no extra cost.
+func (c *Cache[V]) count(stat int, key string) {
+	if n := c.stats.Add(stat); c.hot != nil && c.hot.detector.Sampled(n) {
+		c.hot.detector.Count(key)
+	}
+}
+
+// servedStale counts a stale value served to a caller, in Stats and Hooks: the one place where
+// stale serves are counted, whether stale-while-revalidate or stale-if-error served it.
+func (c *Cache[V]) servedStale(key string, freshUntil, now int64) {
+	c.stats.Add(statStaleServed)
+	c.hooks.staleServed(key, time.Duration(now-freshUntil))
 }

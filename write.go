@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/stampede-cache/stampede/internal/envelope"
 	"github.com/stampede-cache/stampede/internal/scripts"
 )
 
@@ -164,24 +163,4 @@ func (c *Cache[V]) writeFailed(op, key string, err error) error {
 		c.l1.evict(key, 0)
 	}
 	return fmt.Errorf("stampede: %s %q: %w", op, key, err)
-}
-
-// encode returns the envelope of v, refusing values over the size limit. A codec that fails or
-// panics is counted in Stats.CodecErrors and logged.
-func (c *Cache[V]) encode(h envelope.Header, v V) ([]byte, error) {
-	var payload []byte
-	var err error
-	if p := userCall(func() { payload, err = c.codec.Marshal(v) }); p != nil {
-		err = p
-	}
-	if err != nil {
-		c.stats.Add(statCodecErrors)
-		c.log.Warn("stampede: the codec cannot encode a value; it is not cached", "err", err)
-		return nil, fmt.Errorf("stampede: encode: %w", err)
-	}
-	if n := envelope.HeaderSize + len(payload); n > c.maxValueBytes {
-		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d", ErrValueTooLarge, n, c.maxValueBytes)
-	}
-	env := make([]byte, 0, envelope.HeaderSize+len(payload))
-	return append(envelope.Append(env, h), payload...), nil
 }

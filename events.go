@@ -1,0 +1,35 @@
+package stampede
+
+import (
+	"time"
+
+	"github.com/stampede-cache/stampede/internal/scripts"
+)
+
+// onMessage applies a message of the namespace's channel: a write evicts the key from the L1,
+// and a failed load elsewhere starts the key's back-off here too.
+func (c *Cache[V]) onMessage(m scripts.Message) {
+	// Any message about a key ends another instance's refresh of it, or its lease.
+	c.refreshes.clear(m.Key)
+	switch m.Kind {
+	case scripts.Filled, scripts.Evicted:
+		if c.l1 != nil {
+			c.l1.evict(m.Key, m.Gen)
+		}
+		if m.Kind == scripts.Filled {
+			c.failures.clear(m.Key)
+		}
+	case scripts.Failed:
+		if !m.NotFound {
+			c.failures.record(m.Key, &remoteError{msg: m.Err}, time.Now().UnixNano(), c.rand(), true)
+		}
+	}
+}
+
+// onSubscribed runs when a subscription is confirmed: messages sent while there was none are
+// lost, so the L1 may hold values replaced meanwhile.
+func (c *Cache[V]) onSubscribed() {
+	if c.l1 != nil {
+		c.l1.clear()
+	}
+}
