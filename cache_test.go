@@ -530,7 +530,7 @@ func TestNewValidatesOptions(t *testing.T) {
 		"brace namespace":  {stampede.WithNamespace("a{b")},
 		"zero TTL":         {stampede.WithTTL(0)},
 		"jitter":           {stampede.WithJitter(1)},
-		"negative stale":   {stampede.WithStaleWhileRevalidate(-1)},
+		"negative TTL":     {stampede.WithTTL(-1)},
 		"NaN beta":         {stampede.WithEarlyRefresh(nan())},
 		"L1 size":          {stampede.WithL1(0, time.Second)},
 		"lease":            {stampede.WithLeaseTTL(time.Millisecond)},

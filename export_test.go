@@ -1,6 +1,10 @@
 package stampede
 
-import "time"
+import (
+	"time"
+
+	"github.com/stampede-cache/stampede/internal/scripts"
+)
 
 // SetRand replaces the cache's source of uniform numbers in [0, 1), used for jitter and early
 // refresh.
@@ -34,3 +38,6 @@ func BackoffActive[V any](c *Cache[V], key string) bool {
 
 // WriteReplicas returns how many replicas a write waits for now.
 func WriteReplicas[V any](c *Cache[V]) int { return c.ack().Replicas }
+
+// ValueKey is the Redis key of key's value in c's namespace.
+func ValueKey[V any](c *Cache[V], key string) string { return scripts.ValueKey(c.namespace, key) }

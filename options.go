@@ -10,14 +10,16 @@ type Option interface {
 	applyOption(*config)
 }
 
-// A GetOption changes the policy of one call of Get or Set. When several callers share one
-// load, the load follows the options of the caller that started it.
+// A GetOption changes the policy of one call of Get, Set or Refresh: its TTL, negative TTL,
+// stale windows, or its use of the L1. (How loads are deduplicated, refreshed early or
+// replicated is the key's, not the call's: those options are Options only.) When several
+// callers share one load, the load follows the options of the caller that started it.
 type GetOption interface {
 	applyGetOption(*Policy)
 }
 
-// A PolicyOption sets a field of Policy: given to New, for every key; given to Get or Set, for
-// that call.
+// A PolicyOption sets a field of Policy that makes sense per call: given to New, for every key;
+// given to Get, Set or Refresh, for that call.
 type PolicyOption interface {
 	Option
 	GetOption
@@ -37,6 +39,15 @@ func (o policyOption) applyGetOption(p *Policy) { o.set(p) }
 
 type option func(*config)
 
+// keyOption sets a field of the cache-wide Policy that is a key's, never a call's: it is not a
+// GetOption, so that no call can give a shared load a strategy of its own.
+func keyOption(field string, set func(*Policy)) Option {
+	return option(func(c *config) {
+		set(&c.policy)
+		c.policyFields = append(c.policyFields, field)
+	})
+}
+
 func (f option) applyOption(c *config) { f(c) }
 
 // WithTTL sets how long loaded values are fresh (Policy.TTL). Default: 1 minute.
@@ -44,37 +55,40 @@ func WithTTL(d time.Duration) PolicyOption {
 	return policyOption{"TTL", func(p *Policy) { p.TTL = d }}
 }
 
-// WithStrategy sets how loads are deduplicated (Policy.Strategy). Default: Lease.
-func WithStrategy(s Strategy) PolicyOption {
-	return policyOption{"Strategy", func(p *Policy) { p.Strategy = s }}
+// WithStrategy sets how loads are deduplicated (Policy.Strategy). Default: Lease. It is an
+// Option of the cache, not of a call: callers that share a load must share its strategy.
+func WithStrategy(s Strategy) Option {
+	return keyOption("Strategy", func(p *Policy) { p.Strategy = s })
 }
 
-// WithNegativeTTL sets how long a not-found is cached (Policy.NegativeTTL); 0 turns negative
-// caching off. Default: 10 seconds.
+// WithNegativeTTL sets how long a not-found is cached (Policy.NegativeTTL); 0 or less turns
+// negative caching off. Default: 10 seconds.
 func WithNegativeTTL(d time.Duration) PolicyOption {
-	return policyOption{"NegativeTTL", func(p *Policy) { p.NegativeTTL = d }}
+	return policyOption{"NegativeTTL", func(p *Policy) { p.NegativeTTL = max(d, 0) }}
 }
 
 // WithStaleWhileRevalidate sets how long after expiry a value is served while one background
 // refresh runs (Policy.StaleWhileRevalidate). Default: 0, off.
 func WithStaleWhileRevalidate(d time.Duration) PolicyOption {
-	return policyOption{"StaleWhileRevalidate", func(p *Policy) { p.StaleWhileRevalidate = d }}
+	return policyOption{"StaleWhileRevalidate", func(p *Policy) { p.StaleWhileRevalidate = max(d, 0) }}
 }
 
 // WithStaleIfError sets how long after expiry a value is served when its load fails
 // (Policy.StaleIfError). Default: 0, off.
 func WithStaleIfError(d time.Duration) PolicyOption {
-	return policyOption{"StaleIfError", func(p *Policy) { p.StaleIfError = d }}
+	return policyOption{"StaleIfError", func(p *Policy) { p.StaleIfError = max(d, 0) }}
 }
 
-// WithEarlyRefresh sets the beta of probabilistic early refresh (Policy.EarlyRefresh); 0 turns
-// it off. Default: 1.
-func WithEarlyRefresh(beta float64) PolicyOption {
-	return policyOption{"EarlyRefresh", func(p *Policy) { p.EarlyRefresh = beta }}
+// WithEarlyRefresh sets the beta of probabilistic early refresh (Policy.EarlyRefresh); 0 or
+// less turns it off. Default: 1. It is an Option of the cache, not of a call.
+func WithEarlyRefresh(beta float64) Option {
+	return keyOption("EarlyRefresh", func(p *Policy) { p.EarlyRefresh = max(beta, 0) })
 }
 
 // WithoutL1 keeps values out of the in-process L1 (Policy.SkipL1): given to New, for every
-// key, and no L1 is created; given to Get or Set, for that call.
+// key, and no L1 is created; given to Get, Set or Refresh, for that call. One exception, by
+// request: with HotKeys.Promote, promoted hot keys are kept in an L1 even so (sized by WithL1),
+// and New then creates one for them.
 func WithoutL1() PolicyOption {
 	return policyOption{"SkipL1", func(p *Policy) { p.SkipL1 = true }}
 }
@@ -194,8 +208,9 @@ func WithWriteReplicas(n int) Option {
 }
 
 // WithReplicas sets how many replicas serve the reads of keys (Policy.Replicas). Default: 0.
-func WithReplicas(n int) PolicyOption {
-	return policyOption{"Replicas", func(p *Policy) { p.Replicas = n }}
+// It is an Option of the cache, not of a call: every reader of a key must agree where it is.
+func WithReplicas(n int) Option {
+	return keyOption("Replicas", func(p *Policy) { p.Replicas = n })
 }
 
 // WithReplicaTTL sets how long a replica lives after it was written, less up to the jitter

@@ -34,12 +34,16 @@ func (s Strategy) String() string {
 }
 
 // Policy is how a Cache treats a key: how long its values stay fresh, whether stale values may
-// be served, and how loads are deduplicated. A Policy is used as written: a zero field turns its
-// feature off, except TTL, which then takes the cache's TTL (WithTTL).
+// be served, and how loads are deduplicated.
 //
 // Keys get the cache-wide policy: DefaultPolicy, changed by the policy options (WithTTL,
 // WithStrategy, ...). WithPolicy decides each key's Policy with a function instead, and per-call
-// GetOptions change it for one call.
+// GetOptions change the fields that make sense for one call (TTL, NegativeTTL, the stale
+// windows, skipping the L1).
+//
+// In a Policy from WithPolicy's function, as in HotKeys, a zero field takes its default: the
+// field of DefaultPolicy, with the cache's TTL (WithTTL). A negative duration or beta turns the
+// feature off: NegativeTTL: -1 caches no not-found, EarlyRefresh: -1 never refreshes early.
 type Policy struct {
 	// Strategy deduplicates loads fleet-wide (Lease, the zero value) or per instance
 	// (Singleflight).
@@ -49,28 +53,28 @@ type Policy struct {
 	// WithJitter), so keys written together do not expire together. Zero means the cache's TTL.
 	TTL time.Duration
 
-	// NegativeTTL is how long a loader's ErrNotFound is cached; zero caches nothing and every
-	// Get of a missing key calls the loader (still once per key at a time).
+	// NegativeTTL is how long a loader's ErrNotFound is cached. Off (negative): nothing is
+	// cached, and every Get of a missing key calls the loader (still once per key at a time).
 	NegativeTTL time.Duration
 
 	// StaleWhileRevalidate is how long after its TTL a value is still served, at once, while
-	// one background refresh replaces it. Zero: an expired value is a miss.
+	// one background refresh replaces it. Off (the default): an expired value is a miss.
 	StaleWhileRevalidate time.Duration
 
 	// StaleIfError is how long after its TTL a value is served instead of the error when its
-	// load fails. Zero: the error is returned.
+	// load fails. Off (the default): the error is returned.
 	StaleIfError time.Duration
 
 	// EarlyRefresh is the beta of probabilistic early refresh (XFetch): a value is refreshed in
 	// the background, before it expires, when now - loadTime*beta*ln(U) >= its expiry, U uniform
-	// in (0,1]. 1 is the usual choice, larger refreshes earlier; zero turns it off.
+	// in (0,1]. 1 is the usual choice (the default), larger refreshes earlier.
 	EarlyRefresh float64
 
 	// SkipL1 keeps the key out of the in-process L1: every Get reads Redis.
 	SkipL1 bool
 
 	// Replicas is how many replica keys, on other Redis Cluster nodes, serve the key's reads
-	// (see WithReplicas); zero: none, the key's node serves them all. A replica may serve a
+	// (see WithReplicas); none by default: the key's node serves them all. A replica may serve a
 	// value for up to WithReplicaTTL after a write replaced it: keep it zero for data that must
 	// be exact.
 	Replicas int
@@ -153,9 +157,7 @@ func (c *Cache[V]) policyFor(key string, opts []GetOption) (Policy, error) {
 	p := c.policy
 	if c.policyFunc != nil {
 		p = c.policyFunc(key)
-		if p.TTL == 0 {
-			p.TTL = c.policy.TTL
-		}
+		p.defaults(&c.policy)
 	}
 	if len(opts) > 0 {
 		// Options take a pointer through an interface, which moves the policy to the heap:
@@ -188,3 +190,31 @@ const (
 	// useless: too old for anything.
 	useless
 )
+
+// defaults gives the zero fields of a Policy from WithPolicy's function the values of base (the
+// cache-wide policy), and turns the negative ones into zero: off, as the cache uses them.
+func (p *Policy) defaults(base *Policy) {
+	orDefault := func(d *time.Duration, def time.Duration) {
+		switch {
+		case *d == 0:
+			*d = def
+		case *d < 0:
+			*d = 0
+		}
+	}
+	if p.TTL == 0 {
+		p.TTL = base.TTL
+	}
+	orDefault(&p.NegativeTTL, base.NegativeTTL)
+	orDefault(&p.StaleWhileRevalidate, base.StaleWhileRevalidate)
+	orDefault(&p.StaleIfError, base.StaleIfError)
+	switch {
+	case p.EarlyRefresh == 0:
+		p.EarlyRefresh = base.EarlyRefresh
+	case p.EarlyRefresh < 0:
+		p.EarlyRefresh = 0
+	}
+	if p.Replicas == 0 {
+		p.Replicas = base.Replicas
+	}
+}

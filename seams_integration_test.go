@@ -355,7 +355,8 @@ func TestIntegrationSeamsCancelledRefresh(t *testing.T) {
 // the replicas nor its L1 bring that older value back.
 func TestIntegrationSeamsReplicaAfterWrite(t *testing.T) {
 	ns := redistest.Namespace(t)
-	caches := clusterFleet(t, ns, 2, stampede.WithL1(100, time.Hour))
+	caches := append(clusterFleet(t, ns, 1, stampede.WithL1(100, time.Hour), stampede.WithReplicas(2)),
+		clusterFleet(t, ns, 1, stampede.WithL1(100, time.Hour))...)
 	cc := redistest.Cluster(t)
 	rks := scripts.ReplicaKeys(ns, "k", 2)
 	replicasHold := func(value string) bool {
@@ -368,13 +369,13 @@ func TestIntegrationSeamsReplicaAfterWrite(t *testing.T) {
 		return true
 	}
 	src := newSource("v1")
-	_, err := caches[0].Get(ctx, "k", src.load, stampede.WithReplicas(2))
+	_, err := caches[0].Get(ctx, "k", src.load)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { // both replicas hold v1
-		v, err := caches[0].Get(ctx, "k", src.load, stampede.WithReplicas(2), stampede.WithoutL1())
+		v, err := caches[0].Get(ctx, "k", src.load, stampede.WithoutL1())
 		return err == nil && v == "v1" && replicasHold("v1")
 	}, 5*time.Second, 10*time.Millisecond)
-	v, err := caches[0].Get(ctx, "k", src.load, stampede.WithReplicas(2))
+	v, err := caches[0].Get(ctx, "k", src.load)
 	require.NoError(t, err)
 	require.Equal(t, "v1", v)
 	require.True(t, stampede.InL1(caches[0], "k"))
@@ -390,7 +391,7 @@ func TestIntegrationSeamsReplicaAfterWrite(t *testing.T) {
 	const readFor = 200 * time.Millisecond
 	reads := 0
 	for until := time.Now().Add(readFor); time.Now().Before(until); reads++ {
-		opts := []stampede.GetOption{stampede.WithReplicas(2)}
+		var opts []stampede.GetOption
 		if reads%2 == 1 { // every other read goes past the L1 to a replica
 			opts = append(opts, stampede.WithoutL1())
 		}

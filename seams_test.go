@@ -363,25 +363,27 @@ func TestPanicErrorIsOneLine(t *testing.T) {
 }
 
 // TestReplicaCannotBringBackAnOlderValue: an instance that replicates a key (here by its
-// per-call policy) reads a replica that a write elsewhere did not touch, as an instance that
+// policy; the writer's does not) reads a replica that a write elsewhere did not touch, as an instance that
 // does not think the key hot does not. Once the write's message has reached it, it neither
 // serves that replica's older value nor keeps it in its L1.
 func TestReplicaCannotBringBackAnOlderValue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		caches := fleet[string](t, redistest.Mini(t), 2, stampede.WithL1(100, time.Hour))
+		m := redistest.Mini(t)
+		caches := append(fleet[string](t, m, 1, stampede.WithL1(100, time.Hour), stampede.WithReplicas(2)),
+			fleet[string](t, m, 1, stampede.WithL1(100, time.Hour))...)
 		src := newSource("v1")
-		_, err := caches[0].Get(ctx, "k", src.load, stampede.WithReplicas(2))
+		_, err := caches[0].Get(ctx, "k", src.load)
 		require.NoError(t, err)
 		synctest.Wait() // the replica that missed gets its copy
 		for range 4 {   // both replicas hold v1
-			_, err := caches[0].Get(ctx, "k", src.load, stampede.WithReplicas(2), stampede.WithoutL1())
+			_, err := caches[0].Get(ctx, "k", src.load, stampede.WithoutL1())
 			require.NoError(t, err)
 			synctest.Wait()
 		}
 		require.NoError(t, caches[1].Set(ctx, "k", "v2")) // no replicas in its policy
 		synctest.Wait()
 		for i := range 20 {
-			v, err := caches[0].Get(ctx, "k", src.load, stampede.WithReplicas(2))
+			v, err := caches[0].Get(ctx, "k", src.load)
 			require.NoError(t, err)
 			require.Equal(t, "v2", v, "read %d after the write", i)
 		}

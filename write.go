@@ -91,7 +91,8 @@ func (c *Cache[V]) evict(ctx context.Context, key, op string, script evictScript
 // result is what load returns now. If load fails, the old value stays, stale.
 //
 // Refresh returns what load returned. The load runs under ctx and the cache's load timeout.
-func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V]) (V, error) {
+// Options change the policy of this write, as for Set.
+func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V], opts ...GetOption) (V, error) {
 	var zero V
 	if err := c.check(key); err != nil {
 		return zero, err
@@ -99,7 +100,7 @@ func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V]) (V, 
 	if load == nil {
 		return zero, ErrNilLoader
 	}
-	p, err := c.policyFor(key, nil)
+	p, err := c.policyFor(key, opts)
 	if err != nil {
 		return zero, err
 	}
