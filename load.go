@@ -70,6 +70,8 @@ type loaded[V any] struct {
 	h         envelope.Header // of the value, or of the not-found entry to cache
 	fresh     time.Duration   // h's fresh lifetime
 	env       []byte          // the envelope to write; nil if nothing is to be written
+	chosen    *chosenTTL      // what the loader chose with SetTTL
+	uncached  bool            // the loader chose not to cache what it returned (SetTTL <= 0)
 }
 
 // errLoadDeadline is the cause of a load's context ending at the load timeout, which tells it
@@ -82,16 +84,21 @@ var errLoadDeadline = errors.New("stampede: load timeout")
 func (c *Cache[V]) runLoad(ctx context.Context, key string, p *Policy, load Loader[V], encode bool) loaded[V] {
 	l := c.callLoader(ctx, key, load)
 	now := time.Now()
+	ttl, negative, chosen := l.chosen.ttls(p)
 	switch {
 	case l.cancelled:
+	case l.err == nil && ttl <= 0:
+		l.uncached = true
 	case l.err == nil:
-		l.h, l.fresh = c.header(now, p.TTL, l.took, 0)
+		l.h, l.fresh = c.header(now, ttl, l.took, 0)
 		if encode {
 			l.env, l.err = c.encode(l.h, l.value)
 		}
-	case errors.Is(l.err, ErrNotFound) && p.NegativeTTL > 0:
-		l.h, l.fresh = c.header(now, p.NegativeTTL, l.took, envelope.FlagNegative)
+	case errors.Is(l.err, ErrNotFound) && negative > 0:
+		l.h, l.fresh = c.header(now, negative, l.took, envelope.FlagNegative)
 		l.env = envelope.Append(nil, l.h)
+	case errors.Is(l.err, ErrNotFound) && chosen:
+		l.uncached = true
 	}
 	c.stats.Add(statLoads)
 	if l.err != nil && !l.cancelled && !errors.Is(l.err, ErrNotFound) {
@@ -110,6 +117,7 @@ func (c *Cache[V]) runLoad(ctx context.Context, key string, p *Policy, load Load
 func (c *Cache[V]) callLoader(ctx context.Context, key string, load Loader[V]) loaded[V] {
 	lctx, cancel := context.WithTimeoutCause(ctx, c.loadTimeout, errLoadDeadline)
 	defer cancel()
+	lctx, chosen := withChosenTTL(lctx)
 	start := time.Now()
 	done := make(chan loaded[V], 1)
 	if !c.life.goLoader(func() {
@@ -129,6 +137,9 @@ func (c *Cache[V]) callLoader(ctx context.Context, key string, load Loader[V]) l
 		returned = false
 	}
 	l.took = time.Since(start)
+	if returned {
+		l.chosen = chosen
+	}
 	if lctx.Err() != nil && (!returned || l.err != nil) {
 		var zero V
 		l.value = zero
@@ -155,6 +166,10 @@ func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token
 		return result[V]{err: l.err}
 	case l.env != nil:
 		c.fill(ctx, key, k, token, fence, p, l, obs)
+		return result[V]{value: l.value, err: l.err}
+	case l.uncached:
+		// The loader chose not to cache it: the lease goes, and a waiter elsewhere loads.
+		c.release(ctx, k, token, key, nil)
 		return result[V]{value: l.value, err: l.err}
 	case errors.Is(l.err, ErrNotFound):
 		c.release(ctx, k, token, key, l.err)
@@ -220,6 +235,8 @@ func (c *Cache[V]) loadAlone(ctx context.Context, key string, p *Policy, load Lo
 	switch {
 	case l.cancelled:
 		return result[V]{err: l.err}
+	case l.uncached:
+		return result[V]{value: l.value, err: l.err}
 	case l.err == nil || l.env != nil: // a value, or a not-found to cache
 		c.keep(key, l.value, l.h, p, obs.since)
 		return result[V]{value: l.value, err: l.err}
