@@ -293,7 +293,7 @@ func aclMainPaths(t *testing.T, u *aclUser) {
 	require.Equal(t, uint64(1), a.Stats().L1Hits, "a read its L1")
 
 	// The Singleflight strategy asks for the fence only.
-	v, err = a.Get(ctx, "user:sf", src.load, stampede.WithStrategy(stampede.Singleflight))
+	v, err = u.cache(t, stampede.WithStrategy(stampede.Singleflight)).Get(ctx, "user:sf", src.load)
 	require.NoError(t, err)
 	require.Equal(t, "v1", v)
 
@@ -378,10 +378,11 @@ func aclMainPaths(t *testing.T, u *aclUser) {
 	require.Equal(t, "hot", v)
 	require.Equal(t, uint64(1), r2.Stats().ReplicaHits, "r2 read a replica")
 
-	require.NoError(t, r1.Set(ctx, "hot:1", "one", stampede.WithReplicas(1)))
+	s1, s2 := u.cache(t, stampede.WithReplicas(1)), u.cache(t, stampede.WithReplicas(1))
+	require.NoError(t, s1.Set(ctx, "hot:1", "one"))
 	one := scripts.ReplicaKeys(u.ns, "hot:1", 1)[0]
 	require.NoError(t, u.admin.Del(ctx, one).Err())
-	v, err = r2.Get(ctx, "hot:1", noLoad(t), stampede.WithReplicas(1))
+	v, err = s2.Get(ctx, "hot:1", noLoad(t))
 	require.NoError(t, err)
 	require.Equal(t, "one", v)
 	require.Eventually(t, func() bool { return u.admin.Exists(ctx, one).Val() == 1 }, 2*time.Second, time.Millisecond,

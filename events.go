@@ -7,7 +7,8 @@ import (
 )
 
 // onMessage applies a message of the namespace's channel: a write evicts the key from the L1,
-// and a failed load elsewhere starts the key's back-off here too.
+// a failed load elsewhere starts the key's back-off here too, and an InvalidateAll makes every
+// older value stale.
 func (c *Cache[V]) onMessage(m scripts.Message) {
 	// Any message about a key ends another instance's refresh of it, or its lease.
 	c.refreshes.clear(m.Key)
@@ -19,6 +20,8 @@ func (c *Cache[V]) onMessage(m scripts.Message) {
 		if m.Kind == scripts.Filled {
 			c.failures.clear(m.Key)
 		}
+	case scripts.AllInvalidated:
+		c.topo.staleFrom(allStaleBefore(int64(m.Gen)))
 	case scripts.Failed:
 		if !m.NotFound {
 			c.failures.record(m.Key, &remoteError{msg: m.Err}, time.Now().UnixNano(), c.rand(), true)

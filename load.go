@@ -164,6 +164,10 @@ func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token
 		// Not a failure of the source: the lease goes, and a waiter takes it over.
 		c.release(ctx, k, token, key, nil)
 		return result[V]{err: l.err}
+	case l.env != nil && l.h.WrittenAt < c.topo.staleBefore.Load():
+		// The load began before an InvalidateAll (or a restart): what it read is not written.
+		c.release(ctx, k, token, key, nil)
+		return result[V]{value: l.value, err: l.err}
 	case l.env != nil:
 		c.fill(ctx, key, k, token, fence, p, l, obs)
 		return result[V]{value: l.value, err: l.err}
@@ -257,10 +261,11 @@ func (c *Cache[V]) failed(err error, obs observation[V]) result[V] {
 	return result[V]{value: v, err: verr, stale: &obs.stale.h}
 }
 
-// header returns the header of a value written now that stays fresh for ttl less jitter, and
-// that fresh lifetime.
+// header returns the header of a value written now, after a load that took took, that stays
+// fresh for ttl less jitter, and that fresh lifetime. The value is dated when its load began:
+// what it holds may be as old as that, and an InvalidateAll made meanwhile must find it stale.
 func (c *Cache[V]) header(now time.Time, ttl, took time.Duration, flags envelope.Flags) (envelope.Header, time.Duration) {
 	fresh := c.jittered(ttl)
 	n := now.UnixNano()
-	return envelope.Header{Flags: flags, WrittenAt: n, FreshUntil: n + int64(fresh), LoadTime: took}, fresh
+	return envelope.Header{Flags: flags, WrittenAt: n - int64(took), FreshUntil: n + int64(fresh), LoadTime: took}, fresh
 }

@@ -97,12 +97,14 @@ func (c *Cache[V]) cluster() (*redis.ClusterClient, bool) {
 	return cc, ok
 }
 
-// watchTopology looks at the primaries every topologyEvery until Close.
+// watchTopology looks at the primaries, and at the date of the last InvalidateAll, every
+// topologyEvery until Close.
 func (c *Cache[V]) watchTopology() {
 	t := time.NewTicker(topologyEvery)
 	defer t.Stop()
 	for {
 		c.lookAtTopology()
+		c.readInvalidateAll(c.life.ctx)
 		select {
 		case <-c.life.ctx.Done():
 			return
@@ -173,7 +175,7 @@ func (c *Cache[V]) lookAtTopology() {
 		return
 	}
 	if restarted != 0 {
-		t.staleBefore.Store(max(t.staleBefore.Load(), restarted))
+		t.staleFrom(restarted)
 		c.log.Warn("stampede: a Redis primary restarted; values written before it are stale and are refreshed once each",
 			"stale_before", time.Unix(0, restarted))
 	} else {
@@ -183,4 +185,15 @@ func (c *Cache[V]) lookAtTopology() {
 		c.l1.clear()
 	}
 	c.notify.move() // resubscribing clears the L1 again, once messages flow from the new primary
+}
+
+// staleFrom makes every value written before at (Unix nanoseconds) stale: after a restart, or
+// InvalidateAll.
+func (t *topology) staleFrom(at int64) {
+	for {
+		old := t.staleBefore.Load()
+		if at <= old || t.staleBefore.CompareAndSwap(old, at) {
+			return
+		}
+	}
 }

@@ -17,6 +17,9 @@ const (
 	Released Kind = 'r'
 	// Failed: the load failed with Err.
 	Failed Kind = 'x'
+	// AllInvalidated: every value of the namespace written before Gen (Unix milliseconds of
+	// the server's clock) is stale. Key is empty.
+	AllInvalidated Kind = 'a'
 )
 
 // Message is what the scripts and the caches publish on a namespace's channel.
@@ -64,7 +67,7 @@ func ParseMessage(s string) (Message, error) {
 	}
 	m := Message{Kind: Kind(s[0])}
 	switch m.Kind {
-	case Filled, Evicted, Released, Failed:
+	case Filled, Evicted, Released, Failed, AllInvalidated:
 	default:
 		return Message{}, errBadMessage
 	}
@@ -79,7 +82,7 @@ func ParseMessage(s string) (Message, error) {
 	case Filled:
 		m.Value = rest
 		return m, nil
-	case Evicted, Released:
+	case Evicted, Released, AllInvalidated:
 		if rest != "" {
 			return Message{}, errBadMessage
 		}
