@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/stampede-cache/stampede/internal/harness"
 )
 
 // env is what the scenarios of a run share: the Redis, the database, and the run's id, which
@@ -28,23 +28,11 @@ type env struct {
 
 // openEnv checks the Redis of cfg and opens its database.
 func openEnv(ctx context.Context, cfg *config) (*env, error) {
-	var id [4]byte
-	_, _ = rand.Read(id[:])
-	e := &env{run: hex.EncodeToString(id[:])}
-	base := &redis.Options{Addr: cfg.Redis}
-	if strings.Contains(cfg.Redis, "://") {
-		var err error
-		if base, err = redis.ParseURL(cfg.Redis); err != nil {
-			return nil, fmt.Errorf("redis: %w", err)
-		}
-	}
-	// Each client gets a copy: go-redis fills in the defaults of the options it is given.
-	e.options = func() *redis.Options {
-		o := *base
-		// stampede's documentation asks for it, so that its Redis timeout bounds reads and
-		// writes; every contender gets the same client.
-		o.ContextTimeoutEnabled = true
-		return &o
+	e := &env{run: harness.RunID()}
+	var err error
+	// Every contender gets the same client options.
+	if e.options, err = harness.RedisOptions(cfg.Redis); err != nil {
+		return nil, err
 	}
 	e.admin = redis.NewClient(e.options())
 	info, err := e.admin.InfoMap(ctx, "server").Result()
@@ -75,27 +63,7 @@ func (e *env) prefix(parts ...string) string {
 
 // clean deletes the Redis keys that start with prefix.
 func (e *env) clean(ctx context.Context, prefix string) error {
-	iter := e.admin.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var batch []string
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		err := e.admin.Unlink(ctx, batch...).Err()
-		batch = batch[:0]
-		return err
-	}
-	for iter.Next(ctx) {
-		if batch = append(batch, iter.Val()); len(batch) == 500 {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return err
-	}
-	return flush()
+	return harness.DeleteKeys(ctx, e.admin, prefix+"*")
 }
 
 func (e *env) close() {

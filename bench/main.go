@@ -24,16 +24,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stampede-cache/stampede/internal/harness"
 )
 
 // config is a run's settings, set by the flags.
@@ -128,11 +128,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.L1Size, "l1-size", 10_000, "throughput: L1 entries of stampede with the L1 on")
 	fs.DurationVar(&c.L1TTL, "l1-ttl", 10*time.Second, "throughput: how long stampede's L1 keeps an entry (the library's default is 10s)")
 
-	if err := fs.Parse(args); err != nil {
+	if err := harness.Parse(fs, args); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	for r := range strings.SplitSeq(*hitRatios, ",") {
 		f, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
@@ -151,12 +148,8 @@ func parseFlags(args []string) (*config, error) {
 }
 
 func (c *config) validate() error {
-	var errs []error
-	check := func(bad bool, msg string) {
-		if bad {
-			errs = append(errs, errors.New(msg))
-		}
-	}
+	var p harness.Problems
+	check := p.Check
 	check(c.PGPool < 1, "-pg-pool must be at least 1")
 	check(c.Instances < 1, "-instances must be at least 1")
 	check(c.Query <= 0, "-query must be positive")
@@ -181,48 +174,25 @@ func (c *config) validate() error {
 	check(c.Measure <= 0, "-measure must be positive")
 	check(c.L1Size < 1, "-l1-size must be at least 1")
 	_, err := c.scenarios()
-	errs = append(errs, err)
+	p.Add(err)
 	_, err = pickSystems(c.Systems)
-	errs = append(errs, err)
-	return errors.Join(errs...)
+	p.Add(err)
+	return p.Err()
 }
 
 // scenarios returns the scenarios c names, in the order a run takes them.
 func (c *config) scenarios() ([]string, error) {
-	if c.Scenarios == "" || c.Scenarios == "all" {
-		return scenarioNames, nil
+	names, unknown := harness.Pick(scenarioNames, c.Scenarios, func(s string) string { return s })
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown scenario %q (have %s)", unknown[0], strings.Join(scenarioNames, ", "))
 	}
-	want := strings.Split(c.Scenarios, ",")
-	for i := range want {
-		want[i] = strings.TrimSpace(want[i])
-		if !slices.Contains(scenarioNames, want[i]) {
-			return nil, fmt.Errorf("unknown scenario %q (have %s)", want[i], strings.Join(scenarioNames, ", "))
-		}
-	}
-	var out []string
-	for _, s := range scenarioNames {
-		if slices.Contains(want, s) {
-			out = append(out, s)
-		}
-	}
-	return out, nil
+	return names, nil
 }
 
 func main() {
-	cfg, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, cfg, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	harness.Main("bench", parseFlags, func(ctx context.Context, cfg *config) error {
+		return run(ctx, cfg, os.Stdout, os.Stderr)
+	})
 }
 
 // run runs the scenarios cfg names and prints their tables to out as each ends, and its

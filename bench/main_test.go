@@ -3,13 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/stampede-cache/stampede/internal/harness/harnesstest"
 )
 
 // tinyConfig runs every scenario once, small enough for a test under -race: the figures mean
@@ -154,7 +155,7 @@ func runForTest(t *testing.T, cfg *config) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	require.NoError(t, run(ctx, cfg, &out, testWriter{t}))
+	require.NoError(t, run(ctx, cfg, &out, harnesstest.Log{T: t}))
 	t.Log("\n" + out.String())
 	return out.String()
 }
@@ -196,24 +197,9 @@ func systemName(t *testing.T, slug string) string {
 	return list[0].Name
 }
 
-// testWriter writes to the test's log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
-	return len(p), nil
-}
-
 // integrationEnv returns the variable name, or skips the test without it; with
 // STAMPEDE_REQUIRE_INTEGRATION=1 (as CI sets) a missing variable fails it.
 func integrationEnv(t testing.TB, name string) string {
 	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		if os.Getenv("STAMPEDE_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("%s is not set and STAMPEDE_REQUIRE_INTEGRATION=1", name)
-		}
-		t.Skipf("%s is not set; the scenarios need the real service", name)
-	}
-	return v
+	return harnesstest.Env(t, name, "the scenarios need the real service")
 }

@@ -3,11 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stampede-cache/stampede/internal/harness"
 )
 
 // table is a markdown table.
@@ -77,7 +78,7 @@ func (l latencies) percentile(p float64) time.Duration {
 	}
 	s := slices.Clone(l)
 	slices.Sort(s)
-	return s[max(0, int(math.Ceil(p*float64(len(s))))-1)]
+	return harness.NearestRank(s, p)
 }
 
 func (l latencies) max() time.Duration {
@@ -99,17 +100,7 @@ func (l latencies) atLeast(d time.Duration) int {
 }
 
 // ms formats d with about three significant digits.
-func ms(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
-	case d < 10*time.Millisecond:
-		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
-	case d < time.Second:
-		return fmt.Sprintf("%.0f ms", float64(d)/1e6)
-	}
-	return fmt.Sprintf("%.2f s", d.Seconds())
-}
+func ms(d time.Duration) string { return harness.Duration(d, " ") }
 
 // ns formats nanoseconds per operation.
 func ns(v float64) string {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stampede-cache/stampede"
+	"github.com/stampede-cache/stampede/internal/harness"
 )
 
 // profile is the value every scenario caches: about 100 bytes of JSON.
@@ -124,37 +124,17 @@ type pgSource struct {
 // openPostgres connects with a pool of size connections, all opened before it returns, and
 // creates the tables bench_profiles and bench_queries unless they exist.
 func openPostgres(ctx context.Context, url string, size int, latency time.Duration, run string) (*pgSource, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	pool, err := harness.OpenPool(ctx, url, size, setupTables)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	cfg.MaxConns = int32(size)
-	cfg.MinConns = int32(size)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	s := &pgSource{pool: pool, latency: latency, run: run,
-		host: fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)}
-	if err := s.setup(ctx); err != nil {
-		pool.Close()
 		return nil, err
 	}
-	if err := s.openAll(ctx, size); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return s, nil
+	return &pgSource{pool: pool, latency: latency, run: run, host: harness.Host(pool)}, nil
 }
 
-// setup creates and seeds the tables. An advisory lock makes concurrent runs take turns, as
-// CREATE TABLE IF NOT EXISTS may fail when two sessions run it at once.
-func (s *pgSource) setup(ctx context.Context) error {
+// setupTables creates and seeds the tables, taking turns with concurrent runs.
+func setupTables(ctx context.Context, pool *pgxpool.Pool) error {
 	p := profileOf(hotKey)
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('bench_tables'))`); err != nil {
-			return err
-		}
+	err := harness.Locked(ctx, pool, "bench_tables", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_profiles (
 			id        text PRIMARY KEY,
 			name      text NOT NULL,
@@ -175,27 +155,6 @@ func (s *pgSource) setup(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: creating the bench_ tables: %w", err)
-	}
-	return nil
-}
-
-// openAll opens every connection of the pool, as a running service has them open, so that no
-// query pays for a connection's setup.
-func (s *pgSource) openAll(ctx context.Context, n int) error {
-	conns := make([]*pgxpool.Conn, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { conns[i], errs[i] = s.pool.Acquire(ctx) })
-	}
-	wg.Wait()
-	for _, c := range conns {
-		if c != nil {
-			c.Release()
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("postgres: opening %d connections: %w", n, err)
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	gocache "github.com/go-redis/cache/v9"
@@ -14,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stampede-cache/stampede"
+	"github.com/stampede-cache/stampede/internal/harness"
 )
 
 // A system is one way for a service to cache profiles: a contender of the stampede and hotkey
@@ -41,20 +41,9 @@ func systems() []system {
 // pickSystems returns the systems named in list (comma-separated slugs; "all" or empty for
 // every one), in the order they run.
 func pickSystems(list string) ([]system, error) {
-	all := systems()
-	if list == "" || list == "all" {
-		return all, nil
-	}
-	want := map[string]bool{}
-	for s := range strings.SplitSeq(list, ",") {
-		want[strings.TrimSpace(s)] = true
-	}
-	out := slices.DeleteFunc(all, func(s system) bool { return !want[s.Slug] })
-	for _, s := range out {
-		delete(want, s.Slug)
-	}
-	for s := range want {
-		return nil, fmt.Errorf("unknown system %q (see -list)", s)
+	out, unknown := harness.Pick(systems(), list, func(s system) string { return s.Slug })
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown system %q (see -list)", unknown[0])
 	}
 	return out, nil
 }

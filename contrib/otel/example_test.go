@@ -5,51 +5,37 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/stampede-cache/stampede"
 	stampedeotel "github.com/stampede-cache/stampede/contrib/otel"
+	"github.com/stampede-cache/stampede/internal/metricsadapter/adaptertest"
 )
 
-// Example instruments a cache: its hooks, joined with the service's own, go to New, and the
-// cache's counters and hot keys are observed at every collection.
+// Example instruments a cache: its hooks go to New, its counters and hot keys are observed at
+// every collection, and Unregister stops the observation when the cache closes.
 func Example() {
-	mr, err := miniredis.Run() // in production: the service's Redis
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer mr.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
-	defer rdb.Close()
-
 	// In production: the service's MeterProvider, with a periodic reader and an exporter.
 	reader := sdkmetric.NewManualReader()
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer provider.Shutdown(context.Background())
-
 	metrics, err := stampedeotel.New(provider, "users", stampedeotel.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	mine := stampede.Hooks{
-		OnHotKey: func(key string, rate float64) { log.Printf("hot key %q: %.0f req/s", key, rate) },
-	}
-	cache, err := stampede.New[string](rdb, stampede.WithHooks(stampede.JoinHooks(metrics.Hooks(), mine)))
+
+	rdb, closeRedis := adaptertest.ExampleRedis() // in production: the service's Redis client
+	defer closeRedis()
+	cache, err := stampede.New[string](rdb, stampede.WithHooks(metrics.Hooks()))
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer metrics.Unregister() // runs after cache.Close, and releases the cache
 	defer cache.Close()
 	metrics.Observe(cache)
 
-	load := func(ctx context.Context, key string) (string, error) { return "Ann", nil }
-	for range 2 {
-		if _, err := cache.Get(context.Background(), "user:1", load); err != nil {
-			log.Fatal(err)
-		}
-	}
+	adaptertest.ExampleGets(cache) // the service's traffic: a miss that loads, then a hit
 
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {

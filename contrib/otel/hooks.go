@@ -2,13 +2,12 @@ package stampedeotel
 
 import (
 	"context"
-	"errors"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/stampede-cache/stampede"
+	"github.com/stampede-cache/stampede/internal/metricsadapter"
 )
 
 // Hooks returns the callbacks that record the cache's events; give them to stampede.New
@@ -33,35 +32,20 @@ import (
 // cache gives them no context. They only record to their instruments, with attribute sets
 // built in advance (for Redis errors, at the first error of each operation).
 func (m *Metrics) Hooks() stampede.Hooks {
-	return stampede.Hooks{
-		OnLoad:        m.onLoad,
-		OnLeaseWait:   m.onLeaseWait,
-		OnStaleServed: m.onStaleServed,
-		OnRedisError:  m.onRedisError,
-	}
+	ctx := context.Background()
+	return metricsadapter.Hooks(metricsadapter.Recorder{
+		Load: func(r metricsadapter.Result, seconds float64) {
+			m.loadDuration.Record(ctx, seconds, m.loads[r]...)
+		},
+		LeaseWait:   func(seconds float64) { m.leaseWait.Record(ctx, seconds, m.cacheRecord...) },
+		StaleServed: func(seconds float64) { m.staleAge.Record(ctx, seconds, m.cacheRecord...) },
+		RedisError:  m.onRedisError,
+	})
 }
 
-func (m *Metrics) onLoad(_ string, took time.Duration, err error) {
-	opts := m.loadOK
-	switch {
-	case err == nil:
-	case errors.Is(err, stampede.ErrNotFound):
-		opts = m.loadNotFound
-	default:
-		opts = m.loadError
-	}
-	m.loadDuration.Record(context.Background(), took.Seconds(), opts...)
-}
-
-func (m *Metrics) onLeaseWait(_ string, waited time.Duration) {
-	m.leaseWait.Record(context.Background(), waited.Seconds(), m.cacheRecord...)
-}
-
-func (m *Metrics) onStaleServed(_ string, age time.Duration) {
-	m.staleAge.Record(context.Background(), age.Seconds(), m.cacheRecord...)
-}
-
-func (m *Metrics) onRedisError(op, _ string, _ error) {
+// onRedisError counts a failed Redis call of operation op, with the attribute set of op, made
+// at its first error.
+func (m *Metrics) onRedisError(op string) {
 	opts, ok := m.opAttrs.Load(op)
 	if !ok {
 		set := attribute.NewSet(m.cache, attribute.String("op", op))

@@ -1,28 +1,21 @@
 package stampedeprom_test
 
 import (
-	"context"
 	"fmt"
 	"log"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/stampede-cache/stampede"
 	stampedeprom "github.com/stampede-cache/stampede/contrib/prometheus"
+	"github.com/stampede-cache/stampede/internal/metricsadapter/adaptertest"
 )
 
 // Example instruments a cache: its hooks, joined with the service's own, go to New, and the
 // cache's counters and hot keys are read at every scrape.
 func Example() {
-	mr, err := miniredis.Run() // in production: the service's Redis
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer mr.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
-	defer rdb.Close()
+	rdb, closeRedis := adaptertest.ExampleRedis() // in production: the service's Redis client
+	defer closeRedis()
 
 	reg := prometheus.NewRegistry() // in production: prometheus.DefaultRegisterer, or the service's
 	metrics, err := stampedeprom.New(reg, "users", stampedeprom.Options{})
@@ -39,12 +32,7 @@ func Example() {
 	defer cache.Close()
 	metrics.Observe(cache)
 
-	load := func(ctx context.Context, key string) (string, error) { return "Ann", nil }
-	for range 2 {
-		if _, err := cache.Get(context.Background(), "user:1", load); err != nil {
-			log.Fatal(err)
-		}
-	}
+	adaptertest.ExampleGets(cache) // the service's traffic: a miss that loads, then a hit
 
 	families, err := reg.Gather()
 	if err != nil {

@@ -1,10 +1,8 @@
 package stampedeprom
 
 import (
-	"errors"
-	"time"
-
 	"github.com/stampede-cache/stampede"
+	"github.com/stampede-cache/stampede/internal/metricsadapter"
 )
 
 // Hooks returns the callbacks that record the cache's events; give them to stampede.New
@@ -30,34 +28,10 @@ import (
 // under the vector's read lock (it creates it at the operation's first error); none of them
 // allocates.
 func (m *Metrics) Hooks() stampede.Hooks {
-	return stampede.Hooks{
-		OnLoad:        m.onLoad,
-		OnLeaseWait:   m.onLeaseWait,
-		OnStaleServed: m.onStaleServed,
-		OnRedisError:  m.onRedisError,
-	}
-}
-
-func (m *Metrics) onLoad(_ string, took time.Duration, err error) {
-	o := m.loadOK
-	switch {
-	case err == nil:
-	case errors.Is(err, stampede.ErrNotFound):
-		o = m.loadNotFound
-	default:
-		o = m.loadError
-	}
-	o.Observe(took.Seconds())
-}
-
-func (m *Metrics) onLeaseWait(_ string, waited time.Duration) {
-	m.leaseWait.Observe(waited.Seconds())
-}
-
-func (m *Metrics) onStaleServed(_ string, age time.Duration) {
-	m.staleAge.Observe(age.Seconds())
-}
-
-func (m *Metrics) onRedisError(op, _ string, _ error) {
-	m.redisOpErrors.WithLabelValues(op).Inc()
+	return metricsadapter.Hooks(metricsadapter.Recorder{
+		Load:        func(r metricsadapter.Result, seconds float64) { m.loads[r].Observe(seconds) },
+		LeaseWait:   m.leaseWait.Observe,
+		StaleServed: m.staleAge.Observe,
+		RedisError:  func(op string) { m.redisOpErrors.WithLabelValues(op).Inc() },
+	})
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -11,6 +9,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/stampede-cache/stampede/internal/harness"
 )
 
 // backends are the Redis and the database of a run, shared by the replays of its strategies,
@@ -30,9 +30,7 @@ type redisOptions func() *redis.Options
 // openBackends starts what cfg asks for: the Redis at cfg.Redis or an embedded one, and the
 // PostgreSQL at cfg.Postgres or the embedded database model.
 func openBackends(ctx context.Context, cfg *config) (*backends, error) {
-	var id [4]byte
-	_, _ = rand.Read(id[:])
-	b := &backends{run: hex.EncodeToString(id[:]), stop: func() {}}
+	b := &backends{run: harness.RunID(), stop: func() {}}
 	if err := b.openRedis(ctx, cfg.Redis); err != nil {
 		return nil, err
 	}
@@ -61,20 +59,11 @@ func (b *backends) openRedis(ctx context.Context, addr string) error {
 		b.stop = advanceClock(m)
 		addr = m.Addr()
 	}
-	base := &redis.Options{Addr: addr, ContextTimeoutEnabled: true}
-	if strings.Contains(addr, "://") {
-		var err error
-		if base, err = redis.ParseURL(addr); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
+	opts, err := harness.RedisOptions(addr)
+	if err != nil {
+		return err
 	}
-	// Each client gets a copy: go-redis fills in the defaults of the options it is given.
-	b.redis = func() *redis.Options {
-		o := *base
-		// The cache's Redis timeout then bounds reads and writes, as its documentation asks.
-		o.ContextTimeoutEnabled = true
-		return &o
-	}
+	b.redis = opts
 	c := redis.NewClient(b.redis())
 	defer c.Close()
 	if err := c.Ping(ctx).Err(); err != nil {
@@ -120,27 +109,7 @@ func (b *backends) namespace(slug string) string { return "incident:" + b.run + 
 func (b *backends) clean(ctx context.Context, ns string) error {
 	c := b.client()
 	defer c.Close()
-	iter := c.Scan(ctx, 0, ns+":*", 1000).Iterator()
-	var batch []string
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		err := c.Unlink(ctx, batch...).Err()
-		batch = batch[:0]
-		return err
-	}
-	for iter.Next(ctx) {
-		if batch = append(batch, iter.Val()); len(batch) == 500 {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return err
-	}
-	return flush()
+	return harness.DeleteKeys(ctx, c, ns+":*")
 }
 
 // describe says which backends the run uses, for the report.

@@ -20,13 +20,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"time"
+
+	"github.com/stampede-cache/stampede/internal/harness"
 )
 
 // config is the replay's settings, set by the flags.
@@ -76,22 +76,15 @@ func parseFlags(args []string) (*config, error) {
 	fs.StringVar(&c.Table, "table", "incident_profiles", "PostgreSQL table the program creates and seeds (name must start with incident_)")
 	fs.StringVar(&c.Chart, "chart", "incident.svg", "`file` the chart is written to (.svg, .png or .pdf); empty: no chart")
 	fs.BoolVar(&c.JSON, "json", false, "print the results as JSON instead of a table")
-	if err := fs.Parse(args); err != nil {
+	if err := harness.Parse(fs, args); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	return c, c.validate()
 }
 
 func (c *config) validate() error {
-	var errs []error
-	check := func(bad bool, msg string) {
-		if bad {
-			errs = append(errs, errors.New(msg))
-		}
-	}
+	var p harness.Problems
+	check := p.Check
 	check(c.Instances < 1, "-instances must be at least 1")
 	check(!(c.Rate > 0), "-rate must be positive")
 	check(c.Duration <= 0, "-duration must be positive")
@@ -104,25 +97,14 @@ func (c *config) validate() error {
 	check(c.TTL <= 0, "-ttl must be positive")
 	check(c.Stale < 0, "-stale may not be negative")
 	_, err := pickStrategies(c.Strategies)
-	errs = append(errs, err)
-	return errors.Join(errs...)
+	p.Add(err)
+	return p.Err()
 }
 
 func main() {
-	cfg, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "incident:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, cfg, os.Stdout, newProgress(os.Stderr)); err != nil {
-		fmt.Fprintln(os.Stderr, "incident:", err)
-		os.Exit(1)
-	}
+	harness.Main("incident", parseFlags, func(ctx context.Context, cfg *config) error {
+		return run(ctx, cfg, os.Stdout, newProgress(os.Stderr))
+	})
 }
 
 // run replays the incident with every strategy cfg names, and prints and draws the results.

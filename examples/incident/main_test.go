@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/stampede-cache/stampede/internal/harness/harnesstest"
 )
 
 // smallConfig is a replay small enough for a test: a few instances, a short burst, and a slow
@@ -141,30 +143,14 @@ func replayForTest(t *testing.T, cfg *config) *report {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	rep, err := replayAll(ctx, cfg, &progress{w: testWriter{t}})
+	rep, err := replayAll(ctx, cfg, &progress{w: harnesstest.Log{T: t}})
 	require.NoError(t, err)
 	return rep
-}
-
-// testWriter writes to the test's log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
-	return len(p), nil
 }
 
 // integrationEnv returns the variable name, or skips the test without it; with
 // STAMPEDE_REQUIRE_INTEGRATION=1 (as CI sets) a missing variable fails it.
 func integrationEnv(t *testing.T, name string) string {
 	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		if os.Getenv("STAMPEDE_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("%s is not set and STAMPEDE_REQUIRE_INTEGRATION=1", name)
-		}
-		t.Skipf("%s is not set; the replay on real Redis and PostgreSQL is skipped", name)
-	}
-	return v
+	return harnesstest.Env(t, name, "the replay on real Redis and PostgreSQL is skipped")
 }

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stampede-cache/stampede"
+	"github.com/stampede-cache/stampede/internal/harness"
 )
 
 // pgDB is a real PostgreSQL table of profiles, reached through a pgx pool of fixed size. The
@@ -35,41 +35,21 @@ func openPostgres(ctx context.Context, url, table string, pool int, latency time
 	if !tableName.MatchString(table) {
 		return nil, fmt.Errorf("postgres: table %q: the name must match %s", table, tableName)
 	}
-	cfg, err := pgxpool.ParseConfig(url)
+	d := &pgDB{table: table, ident: pgx.Identifier{table}.Sanitize(), latency: latency}
+	_, err := harness.OpenPool(ctx, url, pool, func(ctx context.Context, p *pgxpool.Pool) error {
+		d.pool = p
+		return d.setup(ctx, keys)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	cfg.MaxConns = int32(pool)
-	cfg.MinConns = int32(pool)
-	p, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	d := &pgDB{
-		pool:    p,
-		table:   table,
-		ident:   pgx.Identifier{table}.Sanitize(),
-		latency: latency,
-		host:    fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database),
-	}
-	if err := d.setup(ctx, keys); err != nil {
-		p.Close()
 		return nil, err
 	}
-	if err := d.openAll(ctx, pool); err != nil {
-		p.Close()
-		return nil, err
-	}
+	d.host = harness.Host(d.pool)
 	return d, nil
 }
 
-// setup creates and seeds the table. An advisory lock makes concurrent runs take turns, as
-// CREATE TABLE IF NOT EXISTS may fail when two sessions run it at once.
+// setup creates and seeds the table, taking turns with concurrent runs.
 func (d *pgDB) setup(ctx context.Context, keys int) error {
-	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, d.table); err != nil {
-			return err
-		}
+	err := harness.Locked(ctx, d.pool, d.table, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+d.ident+` (
 			id      text PRIMARY KEY,
 			name    text NOT NULL,
@@ -86,37 +66,6 @@ func (d *pgDB) setup(ctx context.Context, keys int) error {
 	})
 	if err != nil {
 		return fmt.Errorf("postgres: creating table %s: %w", d.table, err)
-	}
-	return nil
-}
-
-// openAll opens every connection of the pool, as a running service has them open, so that no
-// query of the replay pays for a connection's setup.
-func (d *pgDB) openAll(ctx context.Context, n int) error {
-	conns := make([]*pgxpool.Conn, 0, n)
-	defer func() {
-		for _, c := range conns {
-			c.Release()
-		}
-	}()
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			c, err := d.pool.Acquire(ctx)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("postgres: opening %d connections: %w", n, err)
 	}
 	return nil
 }

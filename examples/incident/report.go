@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/stampede-cache/stampede/internal/harness"
 )
 
 // bin is the width of the intervals the report counts queries in.
@@ -100,18 +102,7 @@ func (m *millis) UnmarshalJSON(b []byte) error {
 }
 
 // String is the duration with about three significant digits.
-func (m millis) String() string {
-	d := time.Duration(m)
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%.0fµs", float64(d)/1e3)
-	case d < 10*time.Millisecond:
-		return fmt.Sprintf("%.2fms", float64(d)/1e6)
-	case d < time.Second:
-		return fmt.Sprintf("%.0fms", float64(d)/1e6)
-	}
-	return fmt.Sprintf("%.2fs", d.Seconds())
-}
+func (m millis) String() string { return harness.Duration(time.Duration(m), "") }
 
 // summarize turns what a replay recorded into its result.
 func summarize(s strategy, cfg *config, tl timeline, upd update, samples []sample, queries []query, c counts) *result {
@@ -175,9 +166,7 @@ func percentiles(ds []time.Duration) (p50, p99, worst millis) {
 		return 0, 0, 0
 	}
 	slices.Sort(ds)
-	rank := func(p float64) millis {
-		return millis(ds[max(0, int(math.Ceil(p*float64(len(ds))))-1)])
-	}
+	rank := func(p float64) millis { return millis(harness.NearestRank(ds, p)) }
 	return rank(0.50), rank(0.99), millis(ds[len(ds)-1])
 }
 

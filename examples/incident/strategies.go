@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stampede-cache/stampede"
+	"github.com/stampede-cache/stampede/internal/harness"
 )
 
 // A strategy is one way for a service to put Redis in front of the database. Each simulated
@@ -54,23 +54,9 @@ func strategies() []strategy {
 // pickStrategies returns the strategies named in list (comma-separated slugs; "all" or empty
 // for every one), in the replay's order.
 func pickStrategies(list string) ([]strategy, error) {
-	all := strategies()
-	if list == "" || list == "all" {
-		return all, nil
-	}
-	want := map[string]bool{}
-	for s := range strings.SplitSeq(list, ",") {
-		want[strings.TrimSpace(s)] = true
-	}
-	var out []strategy
-	for _, s := range all {
-		if want[s.Slug] {
-			out = append(out, s)
-			delete(want, s.Slug)
-		}
-	}
-	for s := range want {
-		return nil, fmt.Errorf("unknown strategy %q (have naive, lock-poll, singleflight, lease, recommended)", s)
+	out, unknown := harness.Pick(strategies(), list, func(s strategy) string { return s.Slug })
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown strategy %q (have naive, lock-poll, singleflight, lease, recommended)", unknown[0])
 	}
 	return out, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stampede-cache/stampede"
+	"github.com/stampede-cache/stampede/internal/harness/harnesstest"
 )
 
 // TestLoadUser runs the example's lookup through Get on the Redis in STAMPEDE_REDIS_ADDR and
@@ -53,12 +53,5 @@ func TestLoadUser(t *testing.T) {
 // STAMPEDE_REQUIRE_INTEGRATION=1 (as CI sets) a missing variable fails it.
 func integrationEnv(t *testing.T, name string) string {
 	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		if os.Getenv("STAMPEDE_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("%s is not set and STAMPEDE_REQUIRE_INTEGRATION=1", name)
-		}
-		t.Skipf("%s is not set; the example's test needs a real Redis and PostgreSQL", name)
-	}
-	return v
+	return harnesstest.Env(t, name, "the example's test needs a real Redis and PostgreSQL")
 }
