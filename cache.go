@@ -58,6 +58,7 @@ type Cache[V any] struct {
 	replicaTTL    time.Duration
 	codec         Codec
 	maxValueBytes int
+	version       string // the schema version values are tagged with (WithVersion)
 	writeAcks     int
 	hooks         *hooks
 	log           *slog.Logger
@@ -135,6 +136,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		replicaTTL:    cfg.replicaTTL,
 		codec:         cfg.codec,
 		maxValueBytes: cfg.maxValueBytes,
+		version:       cfg.version,
 		hooks:         &hooks{Hooks: cfg.hooks, log: cfg.loud()},
 		log:           cfg.logger,
 		refreshes:     newRefreshes(cfg.refreshWorkers),
@@ -268,9 +270,10 @@ func (c *Cache[V]) fetch(ctx context.Context, key string, p *Policy, load Loader
 	if err, ok := c.failures.active(key, time.Now().UnixNano()); ok {
 		return c.failed(err, obs)
 	}
-	// Load alone when Redis failed; else take the key's lease (lock.go), or wait for the
+	// Load alone when Redis failed, or holds another schema version's fresh value (see
+	// WithVersion); else take the key's lease (lock.go), or wait for the
 	// instance that holds it. The holder loads, fills Redis and notifies the waiters (load.go).
-	if obs.redisDown {
+	if obs.redisDown || obs.foreign {
 		return c.loadAlone(ctx, key, p, load, obs)
 	}
 	return c.acquire(ctx, key, p, load, obs)

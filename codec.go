@@ -2,6 +2,7 @@ package stampede
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/stampede-cache/stampede/internal/envelope"
@@ -39,14 +40,26 @@ func (c *Cache[V]) encode(h envelope.Header, v V) ([]byte, error) {
 	if n := envelope.HeaderSize + len(payload); n > c.maxValueBytes {
 		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d", ErrValueTooLarge, n, c.maxValueBytes)
 	}
-	env := make([]byte, 0, envelope.HeaderSize+len(payload))
-	return append(envelope.Append(env, h), payload...), nil
+	if c.version == "" {
+		env := make([]byte, 0, envelope.HeaderSize+len(payload))
+		return append(envelope.Append(env, h), payload...), nil
+	}
+	h.Flags |= envelope.FlagTagged
+	env := make([]byte, 0, envelope.HeaderSize+1+len(c.version)+len(payload))
+	env = envelope.AppendTag(envelope.Append(env, h), c.version)
+	return append(env, payload...), nil
 }
 
 // decode parses an envelope read from Redis. A value that is not an envelope, or whose payload
-// the codec rejects, is a miss; the next fill overwrites it.
+// the codec rejects, is a miss; the next fill overwrites it. So is a value of another schema
+// version (WithVersion), which the caller then leaves alone if it is fresh (see foreign).
 func (c *Cache[V]) decode(key string, raw []byte) (l1Entry[V], bool) {
 	h, payload, err := envelope.Parse(raw)
+	if err == nil && !h.Negative() {
+		if payload, err = c.untag(h, payload); errors.Is(err, errForeign) {
+			return l1Entry[V]{}, false // not unreadable: another version's (see WithVersion)
+		}
+	}
 	if err == nil && !h.Negative() {
 		var v V
 		if p := userCall(func() { err = c.codec.Unmarshal(payload, &v) }); p != nil {

@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/stampede-cache/stampede/internal/envelope"
 )
 
 // config is what the options set; New validates it.
@@ -24,6 +26,7 @@ type config struct {
 	redisTimeout   time.Duration
 	codec          Codec
 	maxValueBytes  int
+	version        string
 	hooks          Hooks
 	logger         *slog.Logger
 	loggerSet      bool
@@ -78,6 +81,7 @@ func (c *config) validate() error {
 	check(c.redisTimeout <= 0, "WithRedisTimeout(%v): must be positive", c.redisTimeout)
 	check(c.codec == nil, "WithCodec: nil codec")
 	check(c.maxValueBytes <= 0, "WithMaxValueBytes(%d): must be positive", c.maxValueBytes)
+	check(len(c.version) > envelope.MaxTag, "WithVersion: %d bytes, at most %d", len(c.version), envelope.MaxTag)
 	check(c.logger == nil, "WithLogger: nil logger")
 	check(c.writeReplicas < 0, "WithWriteReplicas(%d): must not be negative", c.writeReplicas)
 	check(c.refreshWorkers <= 0, "WithRefreshWorkers(%d): must be positive", c.refreshWorkers)

@@ -29,10 +29,14 @@ func (c *Cache[V]) onMessage(m scripts.Message) {
 	}
 }
 
-// onSubscribed runs when a subscription is confirmed: messages sent while there was none are
-// lost, so the L1 may hold values replaced meanwhile.
+// onSubscribed runs when a subscription is confirmed or lost: messages sent while there is none
+// are lost, so the L1 may hold values replaced meanwhile, and an InvalidateAll may have been
+// missed.
 func (c *Cache[V]) onSubscribed() {
 	if c.l1 != nil {
 		c.l1.clear()
+	}
+	if c.notify.subscribed.Load() {
+		c.life.goTracked(func() { c.readInvalidateAll(c.life.ctx) })
 	}
 }

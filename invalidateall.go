@@ -18,8 +18,9 @@ import (
 // load that began before the call does not write what it read afterwards.
 //
 // It costs one small write, whatever the number of keys: Redis keeps the date of the call, the
-// instances learn it by message (and, should the message be lost, within a second), and a read
-// compares a value's date with it at no extra cost. Values are dated by the clock of the
+// instances learn it by message (and read it when they start or subscribe again, as messages
+// are lost while no subscription is up), and a read compares a value's date with it at no
+// extra cost. Values are dated by the clock of the
 // instance that loaded them and the call by Redis's: clocks that disagree by more than a few
 // milliseconds make the values written around the call refreshed once more, or, for the few
 // written within the disagreement before it, not at all.
@@ -41,15 +42,16 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 }
 
 // readInvalidateAll reads the date of the namespace's last InvalidateAll, for an instance that
-// may have missed its message: when it starts, when it subscribes again, and every look at
-// the topology.
+// may have missed its message: when it subscribes. A failure is reported to Stats and Hooks,
+// not to the read path's circuit breaker; the next subscription reads again.
 func (c *Cache[V]) readInvalidateAll(ctx context.Context) {
 	rctx, cancel := c.redisContext(ctx)
 	s, err := c.client.Get(rctx, scripts.AllKey(c.namespace)).Result()
 	cancel()
 	if err != nil {
 		if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
-			c.redisFailed("get", scripts.AllKey(c.namespace), err)
+			c.stats.Add(statRedisErrors)
+			c.hooks.redisError("get", scripts.AllKey(c.namespace), err)
 		}
 		return
 	}

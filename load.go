@@ -15,6 +15,7 @@ type observation[V any] struct {
 	seen      []byte      // generation bytes of the envelope read from Redis, nil if none
 	stale     *l1Entry[V] // a value to serve if the load fails (stale-if-error), or nil
 	redisDown bool        // the read failed: load without Redis
+	foreign   bool        // Redis holds another schema version's fresh value: load for the L1
 	since     mark        // the L1's mark before the read (see l1.store)
 	replica   string      // the replica that missed and should get a copy of the primary
 	refresh   bool        // the load is a Refresh's: its fill is a write, acknowledged by replicas

@@ -56,6 +56,9 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 			if r, ok := c.adopt(ctx, key, []byte(lr.Value), since, p, load, &obs); ok {
 				return r
 			}
+			if obs.foreign {
+				return c.loadAlone(ctx, key, p, load, obs) // another version's: leave it
+			}
 			// It changed into something nobody may serve: ask again with what it is now.
 		case lr.State == scripts.Acquired:
 			return c.lead(ctx, key, k, token, lr.Fence, p, load, obs)
@@ -77,6 +80,9 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 				// evicted it already.
 				if r, ok := c.adopt(ctx, key, []byte(m.Value), since, p, load, &obs); ok {
 					return r
+				}
+				if obs.foreign {
+					return c.loadAlone(ctx, key, p, load, obs) // another version's: leave it
 				}
 			}
 		}
@@ -118,6 +124,7 @@ func (c *Cache[V]) adopt(ctx context.Context, key string, raw []byte, since mark
 	obs.seen = seenGen(raw)
 	e, ok := c.decode(key, raw)
 	if !ok {
+		obs.foreign = c.version != "" && c.foreign(key, raw, p)
 		return result[V]{}, false
 	}
 	now := time.Now().UnixNano()

@@ -30,7 +30,11 @@ func (c *Cache[V]) readL2(ctx context.Context, key string, p *Policy, load Loade
 		obs.redisDown = true
 	case raw != nil:
 		obs.seen = seenGen(raw)
-		if e, ok := c.decode(key, raw); ok {
+		e, ok := c.decode(key, raw)
+		if !ok {
+			obs.foreign = c.version != "" && c.foreign(key, raw, p)
+		}
+		if ok {
 			now := time.Now().UnixNano()
 			switch v := c.judge(&e.h, now, p, c.hot.isPromoted(key)); v {
 			case serve, serveAndRefresh:

@@ -97,14 +97,12 @@ func (c *Cache[V]) cluster() (*redis.ClusterClient, bool) {
 	return cc, ok
 }
 
-// watchTopology looks at the primaries, and at the date of the last InvalidateAll, every
-// topologyEvery until Close.
+// watchTopology looks at the primaries every topologyEvery until Close.
 func (c *Cache[V]) watchTopology() {
 	t := time.NewTicker(topologyEvery)
 	defer t.Stop()
 	for {
 		c.lookAtTopology()
-		c.readInvalidateAll(c.life.ctx)
 		select {
 		case <-c.life.ctx.Done():
 			return

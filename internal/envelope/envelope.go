@@ -10,7 +10,7 @@
 //	10     6    written-at, Unix milliseconds, big-endian
 //	16     4    fresh-for, milliseconds after written-at (seconds with FlagCoarse), big-endian
 //	20     4    load duration, microseconds, big-endian, saturating
-//	24     ...  payload (codec bytes)
+//	24     ...  payload (codec bytes), after a tag (length byte, bytes) with FlagTagged
 //
 // The Lua scripts of package scripts read the generation at offset 2 and set flag bits in place,
 // so the layout is part of the wire protocol: change it only with a new version byte.
@@ -42,8 +42,11 @@ const (
 	FlagInvalidated
 	// flagCoarse says fresh-for is in seconds, for lifetimes over 49 days.
 	flagCoarse
+	// FlagTagged says the payload begins with a tag: one length byte and that many bytes, the
+	// schema version of the value (see AppendTag).
+	FlagTagged
 
-	knownFlags = FlagNegative | FlagInvalidated | flagCoarse
+	knownFlags = FlagNegative | FlagInvalidated | flagCoarse | FlagTagged
 )
 
 // ErrCorrupt reports bytes that are not an envelope this version can read.
@@ -146,4 +149,22 @@ func putUint48(b []byte, v uint64) {
 func uint48(b []byte) uint64 {
 	_ = b[5]
 	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(binary.BigEndian.Uint32(b[2:6]))
+}
+
+// MaxTag is the length of the longest tag.
+const MaxTag = 255
+
+// AppendTag appends the tag that a payload with FlagTagged begins with. tag must not be longer
+// than MaxTag.
+func AppendTag(dst []byte, tag string) []byte {
+	return append(append(dst, byte(len(tag))), tag...)
+}
+
+// CutTag splits the payload of an envelope with FlagTagged into its tag and the codec bytes.
+func CutTag(payload []byte) (tag, rest []byte, err error) {
+	if len(payload) == 0 || int(payload[0]) > len(payload)-1 {
+		return nil, nil, ErrCorrupt
+	}
+	n := int(payload[0])
+	return payload[1 : 1+n], payload[1+n:], nil
 }
