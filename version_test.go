@@ -31,7 +31,10 @@ func TestVersionsShareANamespace(t *testing.T) {
 		cur := fleet[profileV2](t, m, 2, append(opts, stampede.WithVersion("2"))...)
 		var loads1, loads2 atomic.Int64
 		load1 := func(context.Context, string) (profileV1, error) { loads1.Add(1); return profileV1{Name: "Ada"}, nil }
-		load2 := func(context.Context, string) (profileV2, error) { loads2.Add(1); return profileV2{FullName: "Ada"}, nil }
+		load2 := func(context.Context, string) (profileV2, error) {
+			loads2.Add(1)
+			return profileV2{FullName: "Ada"}, nil
+		}
 
 		// Ten minutes of reads from both fleets, alternating.
 		for range 600 {
