@@ -2,6 +2,7 @@ package stampedecodec_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/klauspost/compress/s2"
@@ -109,6 +110,32 @@ func BenchmarkS2VsZstd(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(len(out)), "B/value")
+		})
+	}
+}
+
+// BenchmarkS2BySize compresses and decompresses the JSON of the 10 KiB value cut to fewer posts:
+// what S2 saves at each size (B/value, %stored) for its time, which DefaultThreshold is chosen
+// from.
+func BenchmarkS2BySize(b *testing.B) {
+	p := profileValue()
+	for _, n := range []int{0, 1, 2, 4, 8, 16, 32} {
+		q := p
+		q.Posts = p.Posts[:n]
+		raw, err := json.Marshal(q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out := s2.Encode(nil, raw)
+		b.Run(fmt.Sprintf("%05dB", len(raw)), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s2.Decode(nil, s2.Encode(nil, raw)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(out)), "B/value")
+			b.ReportMetric(100*float64(len(out))/float64(len(raw)), "%stored")
 		})
 	}
 }

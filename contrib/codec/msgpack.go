@@ -14,7 +14,7 @@ var _ stampede.Codec = Msgpack{}
 
 // Msgpack is a [stampede.Codec] that encodes values with MessagePack, through
 // github.com/vmihailenco/msgpack/v5. Its zero value writes what [msgpack.Marshal] writes, the
-// format go-redis/cache stores. It is safe for concurrent use.
+// encoding go-redis/cache uses. It is safe for concurrent use.
 //
 // Struct fields are named by their `msgpack` tag, else by their Go name; fields tagged
 // `msgpack:"-"`, and unexported fields, are not stored. Time values keep their instant, not

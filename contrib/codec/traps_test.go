@@ -122,8 +122,12 @@ func TestTrapPointerReceiverMarshalJSON(t *testing.T) {
 	require.Error(t, jsonCodec.Unmarshal(data, &got), "while UnmarshalJSON is, and fails on it")
 }
 
+type node struct{ Next *node }
+
 func TestTrapUnencodable(t *testing.T) {
-	for _, v := range []any{math.NaN(), math.Inf(1), make(chan int), func() {}, complex(1, 2), map[[2]int]int{{1, 2}: 3}} {
+	cycle := &node{}
+	cycle.Next = cycle
+	for _, v := range []any{math.NaN(), math.Inf(1), make(chan int), func() {}, complex(1, 2), map[[2]int]int{{1, 2}: 3}, cycle} {
 		_, err := jsonCodec.Marshal(v)
 		require.Error(t, err, "JSON cannot encode %T: the load fails", v)
 	}
