@@ -9,7 +9,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/maypok86/otter/v2 v2.4.0
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/stampede-cache/stampede v0.0.0
+	github.com/stampede-cache/stampede v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
 

@@ -6,7 +6,7 @@ require (
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/stampede-cache/stampede v0.0.0
+	github.com/stampede-cache/stampede v0.1.0
 	github.com/stretchr/testify v1.12.1
 	golang.org/x/sync v0.25.0
 	gonum.org/v1/plot v0.17.0
