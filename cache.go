@@ -77,6 +77,7 @@ type Cache[V any] struct {
 	life      *lifecycle
 	stats     *stripe.Counters
 
+	started  atomic.Bool   // New is done: a subscription confirmed from now on is a new one
 	instance string        // random; lease tokens are instance + sequence
 	tokens   atomic.Uint64 // sequence of lease tokens
 	rand     func() float64
@@ -159,7 +160,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 	}
 	c.failures = f
 	if cfg.usesL1() {
-		l1, err := newL1[V](cfg.l1Size, cfg.l1TTL, cfg.floorTTL(), c.clock, cfg.logger)
+		l1, err := newL1[V](cfg.l1Size, cfg.l1Bytes, cfg.l1TTL, cfg.floorTTL(), c.clock, cfg.logger)
 		if err != nil {
 			f.close()
 			c.clock.Stop()
@@ -181,12 +182,14 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 	first, err := c.notify.subscribe(c.life.ctx)
 	if err == nil {
 		c.notify.confirmed()
+		c.readInvalidateAll(c.life.ctx)
 	} else {
 		c.log.Warn("stampede: cannot subscribe to the namespace's channel; until a subscription succeeds, "+
 			"waiters poll Redis and the L1 keeps entries only 100 ms",
 			"channel", c.channel, "err", err)
 		c.redisFailed("subscribe", "", err)
 	}
+	c.started.Store(true)
 	c.life.goTracked(func() { c.notify.run(c.life.ctx, first) })
 	c.life.goTracked(c.watchTopology) // it looks at once: writes soon know whether to wait for replicas
 	if c.hot != nil {

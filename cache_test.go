@@ -37,8 +37,8 @@ func TestGetLoadsOnceThenServesL1AndL2(t *testing.T) {
 
 		require.EqualValues(t, 1, src.calls.Load())
 		// The fill's own message, which may come before its reply, leaves the value in the L1.
-		require.Equal(t, stampede.Stats{Gets: 3, L1Hits: 2, Misses: 1, Loads: 1}, caches[0].Stats())
-		require.Equal(t, stampede.Stats{Gets: 1, L2Hits: 1}, caches[1].Stats())
+		require.Equal(t, stampede.Stats{Gets: 3, L1Hits: 2, Misses: 1, Loads: 1}, counters(caches[0].Stats()))
+		require.Equal(t, stampede.Stats{Gets: 1, L2Hits: 1}, counters(caches[1].Stats()))
 	})
 }
 
@@ -617,4 +617,10 @@ func TestCircuitBreaker(t *testing.T) {
 		require.EqualValues(t, 1, src.calls.Load(), "Redis is used again: the second read is a hit")
 		require.EqualValues(t, 1, c.Stats().L2Hits)
 	})
+}
+
+// counters returns the counters of s, without the L1's gauges.
+func counters(s stampede.Stats) stampede.Stats {
+	s.L1Entries, s.L1Bytes = 0, 0
+	return s
 }

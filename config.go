@@ -20,6 +20,7 @@ type config struct {
 	policyFuncSet  bool
 	l1Size         int
 	l1TTL          time.Duration
+	l1Bytes        int64 // if > 0, the L1 is bounded by bytes instead of l1Size
 	jitter         float64
 	leaseTTL       time.Duration
 	loadTimeout    time.Duration
@@ -75,6 +76,7 @@ func (c *config) validate() error {
 	check(strings.ContainsAny(c.namespace, "{}"),
 		"namespace %q contains a brace, which would change Redis Cluster's hash slot of its keys", c.namespace)
 	check(c.l1Size <= 0 || c.l1TTL <= 0, "WithL1(%d, %v): size and TTL must be positive", c.l1Size, c.l1TTL)
+	check(c.l1Bytes < 0, "WithL1Bytes(%d): must not be negative", c.l1Bytes)
 	check(!(c.jitter >= 0 && c.jitter < 1), "WithJitter(%v): fraction must be in [0, 1)", c.jitter)
 	check(c.leaseTTL < 10*time.Millisecond, "WithLeaseTTL(%v): must be at least 10ms", c.leaseTTL)
 	check(c.loadTimeout <= 0, "WithLoadTimeout(%v): must be positive", c.loadTimeout)

@@ -3,6 +3,7 @@ package stampede
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +19,7 @@ type l1Entry[V any] struct {
 	h        envelope.Header
 	keep     time.Duration // how long otter keeps the entry after it is written
 	seq      uint64        // the L1's sequence number when it was stored
+	size     uint32        // the length of the envelope it was read or written as (0: unknown)
 	promoted bool          // a hot key's entry: refreshed early more eagerly
 	tomb     bool          // a tombstone: no value, h.Gen is the key's generation floor
 }
@@ -54,21 +56,46 @@ type l1[V any] struct {
 	seq      atomic.Uint64                     // numbers stores, evictions and clears
 	cleared  atomic.Uint64                     // the seq of the last clear
 	evicted  atomic.Uint64                     // the seq of the last eviction
+	bytes    atomic.Int64                      // the estimated bytes of the entries (see weight)
 }
 
-func newL1[V any](size int, ttl, floorTTL time.Duration, clock otter.Clock, log *slog.Logger) (*l1[V], error) {
-	c, err := otter.New(&otter.Options[string, *l1Entry[V]]{
+func newL1[V any](size int, maxBytes int64, ttl, floorTTL time.Duration, clock otter.Clock, log *slog.Logger) (*l1[V], error) {
+	l := &l1[V]{clock: clock, ttl: ttl, floorTTL: floorTTL}
+	opts := &otter.Options[string, *l1Entry[V]]{
 		MaximumSize: size,
 		Clock:       clock,
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, *l1Entry[V]]) time.Duration {
 			return e.Value.keep
 		}),
+		OnAtomicDeletion: func(e otter.DeletionEvent[string, *l1Entry[V]]) {
+			l.bytes.Add(-int64(weight(e.Key, e.Value)))
+		},
 		Logger: otterLogger{log},
-	})
+	}
+	if maxBytes > 0 {
+		opts.MaximumSize, opts.MaximumWeight, opts.Weigher = 0, uint64(maxBytes), weight[V]
+	}
+	c, err := otter.New(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &l1[V]{cache: c, clock: clock, ttl: ttl, floorTTL: floorTTL}, nil
+	l.cache = c
+	return l, nil
+}
+
+// l1EntryOverhead estimates what an entry costs the L1 beyond its key and its encoded value:
+// otter's node, the entry and its decoded value's headers (measured: BenchmarkL1Memory).
+const l1EntryOverhead = 200
+
+// weight is the estimated size of an entry in bytes: its key, its envelope's length, and the
+// overhead of an entry. The decoded value is assumed to be as large as its encoding.
+func weight[V any](key string, e *l1Entry[V]) uint32 {
+	return uint32(min(int64(len(key))+int64(e.size)+l1EntryOverhead, math.MaxUint32))
+}
+
+// size returns the number of entries (tombstones included) and their estimated bytes.
+func (l *l1[V]) size() (entries int, bytes int64) {
+	return l.cache.EstimatedSize(), max(l.bytes.Load(), 0)
 }
 
 // get returns the entry of key, which the caller must not change, and the time of the lookup,
@@ -106,6 +133,7 @@ func (l *l1[V]) store(key string, e l1Entry[V], since mark, until int64, ttl tim
 		if found && newer(old, &e, since) {
 			return old, otter.CancelOp
 		}
+		l.bytes.Add(int64(weight(key, &e)))
 		return &e, otter.WriteOp
 	})
 }
@@ -127,7 +155,9 @@ func (l *l1[V]) evict(key string, gen uint64) {
 		if found && gen != 0 && old.h.Gen >= gen {
 			return old, otter.CancelOp
 		}
-		return &l1Entry[V]{h: envelope.Header{Gen: gen}, keep: l.floorTTL, seq: seq, tomb: true}, otter.WriteOp
+		tomb := &l1Entry[V]{h: envelope.Header{Gen: gen}, keep: l.floorTTL, seq: seq, tomb: true}
+		l.bytes.Add(int64(weight(key, tomb)))
+		return tomb, otter.WriteOp
 	})
 }
 
@@ -159,14 +189,14 @@ func (c *Cache[V]) useL1(key string, p *Policy) bool {
 }
 
 // keep stores what was read or written for key in the L1, if the key uses it, for as long as
-// p may serve it (and the L1 TTL allows); since is the L1's mark before the read or write
-// began (l1Now).
-func (c *Cache[V]) keep(key string, v V, h envelope.Header, p *Policy, since mark) {
-	c.keepAtMost(key, v, h, p, since, 0)
+// p may serve it (and the L1 TTL allows); size is the length of its envelope (0 if it was not
+// encoded), and since the L1's mark before the read or write began (l1Now).
+func (c *Cache[V]) keep(key string, v V, h envelope.Header, size int, p *Policy, since mark) {
+	c.keepAtMost(key, v, h, size, p, since, 0)
 }
 
 // keepAtMost is keep, for at most limit if it is not 0.
-func (c *Cache[V]) keepAtMost(key string, v V, h envelope.Header, p *Policy, since mark, limit time.Duration) {
+func (c *Cache[V]) keepAtMost(key string, v V, h envelope.Header, size int, p *Policy, since mark, limit time.Duration) {
 	if c.l1 == nil {
 		return
 	}
@@ -185,7 +215,7 @@ func (c *Cache[V]) keepAtMost(key string, v V, h envelope.Header, p *Policy, sin
 		// No message can evict it: it may serve a replaced value only briefly.
 		ttl = min(ttl, unsubscribedL1TTL)
 	}
-	c.l1.store(key, l1Entry[V]{value: v, h: h, promoted: promoted}, since, c.keepUntil(&h, p), ttl)
+	c.l1.store(key, l1Entry[V]{value: v, h: h, size: uint32(min(size, math.MaxUint32)), promoted: promoted}, since, c.keepUntil(&h, p), ttl)
 }
 
 // unsubscribedL1TTL bounds how long the L1 keeps what it stores while no subscription carries

@@ -52,26 +52,33 @@ func BenchmarkL1Memory(b *testing.B) {
 			o.StopAllGoroutines()
 		}
 	})
-	b.Run("stampede", func(b *testing.B) {
-		for b.Loop() {
-			before := heapInUse()
-			clock := coarse.New(time.Millisecond)
-			defer clock.Stop()
-			l, err := newL1[[]byte](memEntries, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
-			if err != nil {
-				b.Fatal(err)
+	for _, mode := range []struct {
+		name     string
+		maxBytes int64
+	}{{"stampede", 0}, {"stampede-bytes", 1 << 40}} {
+		b.Run(mode.name, func(b *testing.B) {
+			for b.Loop() {
+				before := heapInUse()
+				clock := coarse.New(time.Millisecond)
+				defer clock.Stop()
+				l, err := newL1[[]byte](memEntries, mode.maxBytes, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
+				if err != nil {
+					b.Fatal(err)
+				}
+				since := l.mark()
+				now := since.at
+				h := envelope.Header{Gen: 1, WrittenAt: now, FreshUntil: now + int64(time.Hour), LoadTime: time.Millisecond}
+				for i, k := range keys {
+					l.store(k, l1Entry[[]byte]{value: value100(i), h: h, size: envelope.HeaderSize + 100}, since, h.FreshUntil, time.Hour)
+				}
+				b.ReportMetric(float64(heapInUse()-before)/memEntries, "B/entry")
+				_, estimated := l.size()
+				b.ReportMetric(float64(estimated)/memEntries, "estimated-B/entry")
+				runtime.KeepAlive(l)
+				l.close()
 			}
-			since := l.mark()
-			now := since.at
-			h := envelope.Header{Gen: 1, WrittenAt: now, FreshUntil: now + int64(time.Hour), LoadTime: time.Millisecond}
-			for i, k := range keys {
-				l.store(k, l1Entry[[]byte]{value: value100(i), h: h}, since, h.FreshUntil, time.Hour)
-			}
-			b.ReportMetric(float64(heapInUse()-before)/memEntries, "B/entry")
-			runtime.KeepAlive(l)
-			l.close()
-		}
-	})
+		})
+	}
 }
 
 // BenchmarkHitChecks is what an L1 hit decides beyond otter's lookup: freshness and the early

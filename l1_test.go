@@ -1,6 +1,7 @@
 package stampede
 
 import (
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func newTestL1(t *testing.T) *l1[string] {
 	t.Helper()
 	clock := coarse.New(time.Millisecond)
 	t.Cleanup(clock.Stop)
-	l, err := newL1[string](100, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
+	l, err := newL1[string](100, 0, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(l.close)
 	return l
@@ -81,4 +82,26 @@ func TestL1GenerationFloor(t *testing.T) {
 	l.store("other", entry("x", 1), since, until, time.Hour)
 	_, ok = held(l, "other")
 	require.False(t, ok)
+}
+
+// TestL1BoundedInBytes: with WithL1Bytes, the L1 holds what fits in its bytes, whatever the
+// number of entries, and Stats reports its entries and estimated bytes.
+func TestL1BoundedInBytes(t *testing.T) {
+	clock := coarse.New(time.Millisecond)
+	t.Cleanup(clock.Stop)
+	const limit = 100_000
+	l, err := newL1[string](1, limit, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(l.close)
+	now := clock.NowNano()
+	h := envelope.Header{Gen: 1, WrittenAt: now, FreshUntil: now + int64(time.Hour)}
+	for i := range 2000 {
+		l.store(fmt.Sprint("k", i), l1Entry[string]{value: "v", h: h, size: 1000}, l.mark(), h.FreshUntil, time.Hour)
+	}
+	l.cache.CleanUp()
+	entries, bytes := l.size()
+	require.LessOrEqual(t, bytes, int64(limit))
+	require.Greater(t, bytes, int64(limit/2), "it holds what fits")
+	require.InDelta(t, 1000+200+5, float64(bytes)/float64(entries), 10, "about 1.2 KB per entry")
+	require.Greater(t, entries, 1, "bounded by bytes, not by WithL1's size")
 }

@@ -222,7 +222,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 			c.writeReplicas(ctx, key, n, l.env, gen, h, p)
 		}
 	}
-	c.keep(key, l.value, h, p, since)
+	c.keep(key, l.value, h, len(l.env), p, since)
 }
 
 // leaseToken is the token a fill under p presents: none without a lease (Singleflight).
@@ -243,7 +243,7 @@ func (c *Cache[V]) loadAlone(ctx context.Context, key string, p *Policy, load Lo
 	case l.uncached:
 		return result[V]{value: l.value, err: l.err}
 	case l.err == nil || l.env != nil: // a value, or a not-found to cache
-		c.keep(key, l.value, l.h, p, obs.since)
+		c.keep(key, l.value, l.h, len(l.env), p, obs.since)
 		return result[V]{value: l.value, err: l.err}
 	case errors.Is(l.err, ErrNotFound):
 		return result[V]{err: l.err}

@@ -130,7 +130,7 @@ func (c *Cache[V]) adopt(ctx context.Context, key string, raw []byte, since mark
 	now := time.Now().UnixNano()
 	switch v := c.judge(&e.h, now, p, c.hot.isPromoted(key)); v {
 	case serve, serveAndRefresh:
-		c.keep(key, e.value, e.h, p, since)
+		c.keep(key, e.value, e.h, len(raw), p, since)
 		if v == serveAndRefresh {
 			c.refreshInBackground(ctx, key, p, load, &e.h, now)
 		}

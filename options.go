@@ -115,6 +115,15 @@ func WithL1(size int, ttl time.Duration) Option {
 	return option(func(c *config) { c.l1Size, c.l1TTL = size, ttl })
 }
 
+// WithL1Bytes bounds the L1 by the estimated bytes of its entries instead of their number
+// (WithL1's size; its TTL still applies): each entry weighs its key, the length of its encoded
+// value, and about 200 bytes of bookkeeping. Use it when values vary in size, so that a few large
+// ones cannot take the memory of many small ones. Stats reports the L1's entries and bytes
+// either way. 0, the default, bounds it by number.
+func WithL1Bytes(maxBytes int64) Option {
+	return option(func(c *config) { c.l1Bytes = maxBytes })
+}
+
 // WithJitter sets the fraction of each TTL, in [0, 1), that a write takes off at random, so that
 // keys written together expire apart. Default: 0.1.
 func WithJitter(fraction float64) Option {

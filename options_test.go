@@ -2,6 +2,8 @@ package stampede_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -64,5 +66,23 @@ func TestRefreshTakesCallOptions(t *testing.T) {
 		v, err := c.Get(context.Background(), "k", src.load)
 		require.NoError(t, err)
 		require.Equal(t, "v2", v)
+	})
+}
+
+// TestStatsReportTheL1: Stats reports the L1's entries and estimated bytes, bounded by
+// WithL1Bytes.
+func TestStatsReportTheL1(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := one[string](t, redistest.Mini(t), stampede.WithL1Bytes(64<<10))
+		big := strings.Repeat("x", 4000)
+		for i := range 100 {
+			require.NoError(t, c.Set(ctx, fmt.Sprint("k", i), big))
+		}
+		synctest.Wait()
+		s := c.Stats()
+		require.Positive(t, s.L1Entries)
+		require.Less(t, s.L1Entries, uint64(100), "100 values of 4 KB do not fit in 64 KiB")
+		require.LessOrEqual(t, s.L1Bytes, uint64(64<<10))
+		require.Greater(t, s.L1Bytes, uint64(4000))
 	})
 }

@@ -45,7 +45,7 @@ func (c *Cache[V]) Peek(ctx context.Context, key string) (v V, found bool, err e
 	if verdict := c.judge(&e.h, now, p, c.hot.isPromoted(key)); verdict != serve && verdict != serveAndRefresh {
 		return zero, false, nil
 	}
-	c.keep(key, e.value, e.h, p, since)
+	c.keep(key, e.value, e.h, len(raw), p, since)
 	return c.peeked(key, &e, now)
 }
 

@@ -39,7 +39,7 @@ func (c *Cache[V]) readL2(ctx context.Context, key string, p *Policy, load Loade
 			switch v := c.judge(&e.h, now, p, c.hot.isPromoted(key)); v {
 			case serve, serveAndRefresh:
 				c.count(statL2Hits, key)
-				c.keep(key, e.value, e.h, p, obs.since)
+				c.keep(key, e.value, e.h, len(raw), p, obs.since)
 				if v == serveAndRefresh {
 					c.refreshInBackground(ctx, key, p, load, &e.h, now)
 				}

@@ -65,7 +65,7 @@ func (c *Cache[V]) readReplica(ctx context.Context, key string, n int, p *Policy
 				c.stats.Add(statReplicaHits)
 				c.count(statL2Hits, key)
 				// Kept no longer than the replica lives: the replica bound holds for the L1.
-				c.keepAtMost(key, e.value, e.h, p, obs.since, max(ttl, time.Millisecond))
+				c.keepAtMost(key, e.value, e.h, len(raw), p, obs.since, max(ttl, time.Millisecond))
 				if verdict == serveAndRefresh {
 					c.refreshInBackground(ctx, key, p, load, &e.h, now)
 				}

@@ -43,6 +43,12 @@ type Stats struct {
 	// CodecErrors counts values the codec failed to encode (the write or load fails, and counts
 	// in LoadErrors for a load) or to decode (read as a miss), including codec panics.
 	CodecErrors uint64
+
+	// L1Entries and L1Bytes are gauges, not counters: the entries the L1 holds now (values, and
+	// the tombstones of recent evictions), and their estimated bytes (see WithL1Bytes). Both
+	// are 0 without an L1.
+	L1Entries uint64
+	L1Bytes   uint64
 }
 
 // The counters, in the order of their stripes.
@@ -67,7 +73,14 @@ const (
 // Stats returns the counters. It is safe for concurrent use and cheap enough to poll.
 func (c *Cache[V]) Stats() Stats {
 	n := c.stats.Load
+	var entries int
+	var bytes int64
+	if c.l1 != nil {
+		entries, bytes = c.l1.size()
+	}
 	return Stats{
+		L1Entries:      uint64(entries),
+		L1Bytes:        uint64(bytes),
 		Gets:           n(statL1Hits) + n(statL2Hits) + n(statMisses),
 		L1Hits:         n(statL1Hits),
 		L2Hits:         n(statL2Hits),

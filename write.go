@@ -37,7 +37,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) 
 	}
 	h.Gen = gen
 	c.failures.clear(key)
-	c.keep(key, v, h, &p, since)
+	c.keep(key, v, h, len(env), &p, since)
 	if n := c.replicasOf(key, &p); n > 0 {
 		c.writeReplicas(ctx, key, n, env, gen, h, &p)
 	}

@@ -40,7 +40,7 @@ func hitsMissesAndLoads(t *testing.T, a Adapter) {
 		_, err = c.Get(ctx, "user:4", Loader("", stampede.ErrNotFound))
 		require.ErrorIs(t, err, stampede.ErrNotFound)
 
-		require.Equal(t, stampede.Stats{Gets: 5, L1Hits: 1, L2Hits: 1, Misses: 3, Loads: 3, LoadErrors: 1}, c.Stats())
+		require.Equal(t, stampede.Stats{Gets: 5, L1Hits: 1, L2Hits: 1, Misses: 3, Loads: 3, LoadErrors: 1}, counters(c.Stats()))
 		want := map[string]float64{
 			`stampede_hits_total{cache="users",layer="l1"}`:                          1,
 			`stampede_hits_total{cache="users",layer="l2"}`:                          1,
@@ -137,7 +137,7 @@ func staleServedAndRefreshed(t *testing.T, a Adapter) {
 		time.Sleep(LoadTime)
 		synctest.Wait() // the refresh is done
 
-		require.Equal(t, stampede.Stats{Gets: 2, L2Hits: 1, Misses: 1, Loads: 2, EarlyRefreshes: 1, StaleServed: 1}, c.Stats())
+		require.Equal(t, stampede.Stats{Gets: 2, L2Hits: 1, Misses: 1, Loads: 2, EarlyRefreshes: 1, StaleServed: 1}, counters(c.Stats()))
 		a.requireSamples(t, map[string]float64{
 			`stampede_hits_total{cache="users",layer="l2"}`:                   1,
 			`stampede_stale_served_total{cache="users"}`:                      1,
@@ -214,4 +214,10 @@ func observeNilStops(t *testing.T, a Adapter) {
 	got = m.Samples(t)
 	require.Empty(t, a.withPrefix(got, "stampede_hits_total"))
 	require.Empty(t, a.withPrefix(got, "stampede_hot_key_requests_per_second"))
+}
+
+// counters returns the counters of s, without the L1's gauges.
+func counters(s stampede.Stats) stampede.Stats {
+	s.L1Entries, s.L1Bytes = 0, 0
+	return s
 }
