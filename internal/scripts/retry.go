@@ -62,3 +62,16 @@ func moving(err error) bool {
 	}
 	return false
 }
+
+// tryAgain reports whether err is Redis refusing a command on several keys of a slot that is
+// being migrated, because the node does not have all of them. A command on a single key is
+// never refused so.
+func tryAgain(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "TRYAGAIN")
+}
+
+// movingElsewhere is moving, but for TRYAGAIN, which a write that can do without a multi-key
+// script (see writeOpen) does not wait out.
+func movingElsewhere(err error) bool {
+	return moving(err) && !tryAgain(err)
+}
