@@ -2,7 +2,9 @@
 // leases and write values under a fence, and the messages they publish.
 //
 // Every script touches only the keys of one user key, and those keys share the hash tag {K}, so the
-// scripts run unchanged on Redis Cluster.
+// scripts run unchanged on Redis Cluster. While their slot is being migrated, Redis refuses a
+// script whose keys are not all on one node; the writes then fall back to single-key scripts
+// (see writeOpen).
 package scripts
 
 // Keys are the Redis keys of one user key K in namespace N.

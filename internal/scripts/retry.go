@@ -21,16 +21,17 @@ const (
 // up after a few quick tries. Redis rejects such a script before it runs, so running it again
 // is safe.
 func run(ctx context.Context, c Scripter, s *redis.Script, keys []string, args ...any) *redis.Cmd {
-	return whileMoving(ctx, func() *redis.Cmd { return s.Run(ctx, c, keys, args...) }, nil)
+	return whileMoving(ctx, func() *redis.Cmd { return s.Run(ctx, c, keys, args...) }, nil, moving)
 }
 
-// whileMoving calls try until its reply is not that the slot is moving, or ctx ends, backing
-// off from retryFirst to retryMax; moved runs before each new try.
-func whileMoving(ctx context.Context, try func() *redis.Cmd, moved func()) *redis.Cmd {
+// whileMoving calls try until its reply is not one that retry accepts (moving, or
+// movingElsewhere), or ctx ends, backing off from retryFirst to retryMax; moved runs before
+// each new try.
+func whileMoving(ctx context.Context, try func() *redis.Cmd, moved func(), retry func(error) bool) *redis.Cmd {
 	wait := retryFirst
 	for {
 		cmd := try()
-		if !moving(cmd.Err()) {
+		if !retry(cmd.Err()) {
 			return cmd
 		}
 		if moved != nil {
@@ -60,4 +61,17 @@ func moving(err error) bool {
 		}
 	}
 	return false
+}
+
+// tryAgain reports whether err is Redis refusing a command on several keys of a slot that is
+// being migrated, because the node does not have all of them. A command on a single key is
+// never refused so.
+func tryAgain(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "TRYAGAIN")
+}
+
+// movingElsewhere is moving, but for TRYAGAIN, which a write that can do without a multi-key
+// script (see writeOpen) does not wait out.
+func movingElsewhere(err error) bool {
+	return moving(err) && !tryAgain(err)
 }

@@ -348,27 +348,39 @@ func Extend(ctx context.Context, c Scripter, k Keys, token string, ttl time.Dura
 
 // Set writes an envelope unconditionally under a new generation, which it returns.
 func Set(ctx context.Context, c Writer, ack Ack, k Keys, env []byte, ttl, genTTL time.Duration, channel, key string) (uint64, error) {
-	g, err := runAcked(ctx, c, ack, setScript, []string{k.Value, k.Gen}, env, ms(ttl), ms(genTTL), channel, key).Int64()
+	open := func() (int64, error) {
+		return writeOpen(ctx, c, ack, k, genTTL, openWrite{what: "s", env: env, ttl: ttl, channel: channel, key: key})
+	}
+	g, err := runWrite(ctx, c, ack, open, setScript, []string{k.Value, k.Gen}, env, ms(ttl), ms(genTTL), channel, key)
 	return uint64(g), err
 }
 
 // Invalidate marks the value stale under a new generation, which it returns.
 func Invalidate(ctx context.Context, c Writer, ack Ack, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
-	g, err := runAcked(ctx, c, ack, invalidateScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
+	open := func() (int64, error) {
+		return writeOpen(ctx, c, ack, k, genTTL, openWrite{what: "i", channel: channel, key: key})
+	}
+	g, err := runWrite(ctx, c, ack, open, invalidateScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key)
 	return uint64(g), err
 }
 
 // Delete removes the value under a new generation, which it returns.
 func Delete(ctx context.Context, c Writer, ack Ack, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
-	g, err := runAcked(ctx, c, ack, deleteScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key).Int64()
+	open := func() (int64, error) {
+		return writeOpen(ctx, c, ack, k, genTTL, openWrite{what: "d", channel: channel, key: key})
+	}
+	g, err := runWrite(ctx, c, ack, open, deleteScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key)
 	return uint64(g), err
 }
 
 // BeginRefresh fences out every load in flight, marks the value stale and takes the lease with
 // token. It returns the fence to fill under.
 func BeginRefresh(ctx context.Context, c Writer, ack Ack, k Keys, token string, leaseTTL, genTTL time.Duration, channel, key string) (string, error) {
-	g, err := runAcked(ctx, c, ack, refreshScript, []string{k.Value, k.Lock, k.Gen},
-		token, ms(leaseTTL), ms(genTTL), channel, key).Int64()
+	open := func() (int64, error) {
+		return writeOpen(ctx, c, ack, k, genTTL, openWrite{what: "i", channel: channel, key: key, token: token, leaseTTL: leaseTTL})
+	}
+	g, err := runWrite(ctx, c, ack, open, refreshScript, []string{k.Value, k.Lock, k.Gen},
+		token, ms(leaseTTL), ms(genTTL), channel, key)
 	if err != nil {
 		return "", err
 	}
