@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,8 @@ type Cache[V any] struct {
 	writeAcks     int
 	hooks         *hooks
 	log           *slog.Logger
+	loud          *slog.Logger // what the user must hear about even without WithLogger
+	redisLost     atomic.Bool  // Redis failed and has not answered since (see redisFailed)
 
 	l1        *l1[V]   // nil when no key may use it
 	hot       *hotKeys // nil when detection is off
@@ -90,8 +93,10 @@ type Cache[V any] struct {
 // each call itself (see WithRedisTimeout).
 //
 // New subscribes to the namespace's channel before it returns, waiting at most the Redis
-// timeout; if Redis does not confirm the subscription, New logs it and succeeds: waiters then
-// poll, and a goroutine keeps trying to subscribe.
+// timeout; if Redis does not confirm the subscription, New logs it and succeeds (waiters then
+// poll, and a goroutine keeps trying to subscribe), or with WithFailFast returns the error.
+// The first failure of Redis after it answered is logged at Warn, to slog.Default without
+// WithLogger; the cache keeps answering through the loader meanwhile.
 func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error) {
 	if client == nil {
 		return nil, errors.New("stampede: nil Redis client")
@@ -108,6 +113,11 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if _, ok := cfg.codec.(JSONCodec); ok {
+		if why := jsonLoses(reflect.TypeFor[V]()); why != "" {
+			cfg.loud().Warn("stampede: " + why + "; export its fields, or give it a MarshalJSON, or use another Codec")
+		}
 	}
 	var id [6]byte
 	_, _ = rand.Read(id[:])
@@ -140,6 +150,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		version:       cfg.version,
 		hooks:         &hooks{Hooks: cfg.hooks, log: cfg.loud()},
 		log:           cfg.logger,
+		loud:          cfg.loud(),
 		refreshes:     newRefreshes(cfg.refreshWorkers),
 		breaker:       breaker.New(breakerThreshold, breakerCooldown),
 		life:          newLifecycle(),
@@ -173,13 +184,18 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		channel:          c.channel,
 		timeout:          cfg.redisTimeout,
 		log:              cfg.logger,
-		failed:           c.redisFailed,
+		failed:           c.redisReport,
 		handle:           c.onMessage,
 		reset:            c.onSubscribed,
 		ignoresDeadlines: known && !honors,
 		kick:             make(chan struct{}, 1),
 	}
 	first, err := c.notify.subscribe(c.life.ctx)
+	if err != nil && cfg.failFast {
+		c.life.close(func() {})
+		c.stop()
+		return nil, fmt.Errorf("stampede: Redis is not reachable (WithFailFast): %w", err)
+	}
 	if err == nil {
 		c.notify.confirmed()
 		c.readInvalidateAll(c.life.ctx)
@@ -187,7 +203,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		c.log.Warn("stampede: cannot subscribe to the namespace's channel; until a subscription succeeds, "+
 			"waiters poll Redis and the L1 keeps entries only 100 ms",
 			"channel", c.channel, "err", err)
-		c.redisFailed("subscribe", "", err)
+		c.redisReport("subscribe", "", err)
 	}
 	c.started.Store(true)
 	c.life.goTracked(func() { c.notify.run(c.life.ctx, first) })
@@ -305,11 +321,16 @@ func (c *Cache[V]) newToken() string {
 // returns nil; it does not close the Redis client.
 func (c *Cache[V]) Close() error {
 	if c.life.close(c.notify.close) {
-		c.failures.close()
-		if c.l1 != nil {
-			c.l1.close()
-		}
-		c.clock.Stop()
+		c.stop()
 	}
 	return nil
+}
+
+// stop stops what New started besides goroutines: the back-off's and the L1's, and the clock.
+func (c *Cache[V]) stop() {
+	c.failures.close()
+	if c.l1 != nil {
+		c.l1.close()
+	}
+	c.clock.Stop()
 }

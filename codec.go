@@ -1,9 +1,11 @@
 package stampede
 
 import (
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/stampede-cache/stampede/internal/envelope"
 )
@@ -119,4 +121,27 @@ func (c *Cache[V]) decode(key string, raw []byte) (l1Entry[V], bool) {
 // changed: the generation of an envelope, whatever stands there in anything else.
 func seenGen(raw []byte) []byte {
 	return raw[min(envelope.GenOffset, len(raw)):min(envelope.GenOffset+8, len(raw))]
+}
+
+// jsonLoses reports why JSONCodec would store nothing of a value of type t, or "" if it
+// would: a struct with no exported field (through pointers) and no JSON or text marshaler
+// encodes as {}, so every instance that reads it from Redis sees a zero value.
+func jsonLoses(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || t.NumField() == 0 {
+		return ""
+	}
+	for _, m := range []reflect.Type{reflect.TypeFor[json.Marshaler](), reflect.TypeFor[encoding.TextMarshaler]()} {
+		if t.Implements(m) || reflect.PointerTo(t).Implements(m) {
+			return ""
+		}
+	}
+	for f := range t.Fields() {
+		if f.IsExported() || f.Anonymous {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%v has no exported field: JSONCodec stores it as {}, and instances that read it from Redis get a zero value", t)
 }

@@ -31,6 +31,7 @@ type config struct {
 	hooks          Hooks
 	logger         *slog.Logger
 	loggerSet      bool
+	failFast       bool
 	refreshWorkers int
 	backoffBase    time.Duration
 	backoffMax     time.Duration

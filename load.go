@@ -170,7 +170,10 @@ func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token
 		c.release(ctx, k, token, key, nil)
 		return result[V]{value: l.value, err: l.err}
 	case l.env != nil:
-		c.fill(ctx, key, k, token, fence, p, l, obs)
+		if err := c.fill(ctx, key, k, token, fence, p, l, obs); err != nil && obs.refresh {
+			// A Refresh is a write: its caller must know that Redis did not take it.
+			return result[V]{value: l.value, err: fmt.Errorf("stampede: refresh %q: %w", key, err)}
+		}
 		return result[V]{value: l.value, err: l.err}
 	case l.uncached:
 		// The loader chose not to cache it: the lease goes, and a waiter elsewhere loads.
@@ -193,8 +196,9 @@ func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token
 }
 
 // fill writes a loaded envelope under the fence and keeps it in the L1 unless a newer write
-// fenced it out.
-func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, l loaded[V], obs observation[V]) {
+// fenced it out. It returns the error of a write Redis did not take (or, for a Refresh's,
+// that replicas did not confirm).
+func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, l loaded[V], obs observation[V]) error {
 	since := c.l1Now()
 	var ack scripts.Ack
 	if obs.refresh {
@@ -215,7 +219,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 		since = obs.since
 	case !ok:
 		c.stats.Add(statFencedLoads)
-		return
+		return nil
 	default:
 		h.Gen = gen
 		if n := c.replicasOf(key, p); n > 0 {
@@ -223,6 +227,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 		}
 	}
 	c.keep(key, l.value, h, len(l.env), p, since)
+	return err
 }
 
 // leaseToken is the token a fill under p presents: none without a lease (Singleflight).

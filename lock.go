@@ -108,6 +108,7 @@ func (c *Cache[V]) lease(ctx context.Context, key string, k scripts.Keys, token 
 	switch {
 	case err == nil:
 		c.breaker.Success()
+		c.redisAnswered()
 	case ctx.Err() != nil:
 		c.breaker.Abandon()
 	case !noLock:

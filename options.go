@@ -124,6 +124,14 @@ func WithL1Bytes(maxBytes int64) Option {
 	return option(func(c *config) { c.l1Bytes = maxBytes })
 }
 
+// WithFailFast makes New return an error when Redis does not confirm the subscription to the
+// namespace's channel within the Redis timeout: a wrong address or a missing ACL permission
+// fails at start-up rather than costing the first Gets a Redis timeout each. Without it, New
+// succeeds and the cache answers through the loader until Redis does.
+func WithFailFast() Option {
+	return option(func(c *config) { c.failFast = true })
+}
+
 // WithJitter sets the fraction of each TTL, in [0, 1), that a write takes off at random, so that
 // keys written together expire apart. Default: 0.1.
 func WithJitter(fraction float64) Option {

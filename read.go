@@ -136,6 +136,7 @@ func (c *Cache[V]) redisGet(ctx context.Context, rk, key string, withTTL bool) r
 	switch {
 	case err == nil:
 		c.breaker.Success()
+		c.redisAnswered()
 	case ctx.Err() != nil:
 		c.breaker.Abandon() // the caller gave up: no news of Redis
 	default:

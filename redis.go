@@ -45,13 +45,32 @@ func noCancel() {}
 
 // redisFailed reports a failed Redis call to Stats, Hooks and the circuit breaker.
 func (c *Cache[V]) redisFailed(op, key string, err error) {
-	c.stats.Add(statRedisErrors)
-	c.hooks.redisError(op, key, err)
+	c.redisReport(op, key, err)
 	if c.breaker.Failure(time.Now().UnixNano()) {
 		c.log.Warn("stampede: Redis keeps failing; reads skip it and use the loader for a while",
 			"cooldown", breakerCooldown, "err", err)
 		// Waiters look again now, find the circuit open and load, rather than wait for a
 		// notification that a failing Redis may never send.
 		c.notify.wake(scripts.Message{Kind: scripts.Released}, true)
+	}
+}
+
+// redisAnswered notes that Redis answered, so that its next failure is logged again.
+func (c *Cache[V]) redisAnswered() {
+	if c.redisLost.Load() && c.redisLost.CompareAndSwap(true, false) {
+		c.loud.Info("stampede: Redis answers again")
+	}
+}
+
+// redisReport reports a failed Redis call to Stats and Hooks, and logs the first failure after
+// Redis answered; unlike redisFailed, it leaves the read path's circuit breaker alone: for
+// calls off the read path (the subscription, the topology), which may fail for reasons of
+// their own (a missing ACL permission) while reads work.
+func (c *Cache[V]) redisReport(op, key string, err error) {
+	c.stats.Add(statRedisErrors)
+	c.hooks.redisError(op, key, err)
+	if c.redisLost.CompareAndSwap(false, true) {
+		c.loud.Warn("stampede: Redis failed; the cache answers through the loader until it is back "+
+			"(logged once until Redis answers again)", "op", op, "err", err)
 	}
 }

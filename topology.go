@@ -2,6 +2,7 @@ package stampede
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,7 +132,15 @@ func (c *Cache[V]) lookAtTopology() {
 	cancel()
 	servers, err := r.servers, r.err
 	if err != nil {
-		return // Redis is failing: the read and write paths report it
+		// Reported, not fed to the read path's breaker: INFO may be refused (an ACL without it)
+		// while reads work. Failover and restart detection, and waiting for replicas, are off
+		// until it answers. A server that answers with another error does not support the
+		// sections (an in-process Redis for tests): it has no topology to watch.
+		var reply redis.Error
+		if !errors.As(err, &reply) || strings.HasPrefix(err.Error(), "NOPERM") {
+			c.redisReport("info", "", err)
+		}
+		return
 	}
 	now := time.Now()
 	t := &c.topo

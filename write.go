@@ -91,6 +91,9 @@ func (c *Cache[V]) evict(ctx context.Context, key, op string, script evictScript
 // result is what load returns now. If load fails, the old value stays, stale.
 //
 // Refresh returns what load returned. The load runs under ctx and the cache's load timeout.
+// If Redis does not take the new value (or, with WithWriteReplicas, no replica confirms it),
+// Refresh returns the value with that error: Redis keeps the old value, marked stale, and
+// readers refresh it.
 // Options change the policy of this write, as for Set.
 func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V], opts ...GetOption) (V, error) {
 	var zero V
