@@ -12,7 +12,8 @@ import (
 
 // Set writes v as the value of key (write-through), fresh for the policy's TTL. It fences out
 // every load of key in flight, so none of them can overwrite v with what it read before, and
-// evicts key from the L1 of every instance.
+// evicts key from the L1 of every instance. Every Get that starts after Set returns gets v (or
+// a later write) on this instance, and on the others once the write's message reached them.
 func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) error {
 	if err := c.check(key); err != nil {
 		return err
@@ -49,6 +50,10 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) 
 // invalidating a hot key does not send its readers to the source. It fences out every load of
 // key in flight and evicts key from the L1 of every instance. A stale value is never served
 // past the lifetime its policy gave it.
+//
+// Invalidate does not give read-your-writes: a Get right after it, on this instance too,
+// returns the old value until the refresh lands. When the next read must see the change (a
+// PUT followed by a GET), use Set or Refresh.
 func (c *Cache[V]) Invalidate(ctx context.Context, key string) error {
 	return c.evict(ctx, key, "invalidate", scripts.Invalidate)
 }
