@@ -62,6 +62,7 @@ type Cache[V any] struct {
 	version       string // the schema version values are tagged with (WithVersion)
 	writeAcks     int
 	hooks         *hooks
+	tracer        *tracer // nil without WithTracer
 	log           *slog.Logger
 	loud          *slog.Logger // what the user must hear about even without WithLogger
 	redisLost     atomic.Bool  // Redis failed and has not answered since (see redisFailed)
@@ -149,6 +150,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		maxValueBytes: cfg.maxValueBytes,
 		version:       cfg.version,
 		hooks:         &hooks{Hooks: cfg.hooks, log: cfg.loud()},
+		tracer:        newTracer(cfg.tracer, cfg.loud()),
 		log:           cfg.logger,
 		loud:          cfg.loud(),
 		refreshes:     newRefreshes(cfg.refreshWorkers),
@@ -270,7 +272,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load Loader[V], opts ...
 	c.count(statMisses, key)
 	r := c.flight(ctx, key, p, load, obs)
 	if r.stale != nil {
-		c.servedStale(key, r.stale.FreshUntil, time.Now().UnixNano())
+		c.servedStaleCtx(ctx, key, r.stale.FreshUntil, time.Now().UnixNano())
 	}
 	return r.value, r.err
 }

@@ -29,6 +29,7 @@ type config struct {
 	maxValueBytes  int
 	version        string
 	hooks          Hooks
+	tracer         Tracer
 	logger         *slog.Logger
 	loggerSet      bool
 	failFast       bool

@@ -25,7 +25,8 @@
 //
 // Each key's [Policy] chooses its strategy, lifetimes and stale windows, cache-wide through
 // options ([WithTTL], [WithStrategy], ...), per key through [WithPolicy], or per call through
-// [GetOption] values. [Cache.Stats] and [Hooks] report what the cache does.
+// [GetOption] values. [Cache.Stats] and [Hooks] report what the cache does, and a [Tracer]
+// ([WithTracer]) puts its misses, loads and waits in the caller's trace.
 //
 // When Redis fails, Get still answers: through the loader, still once per key per instance, and
 // from values the L1 holds; the failure is reported to Stats and Hooks, not to callers. After

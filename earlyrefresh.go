@@ -102,7 +102,7 @@ func (r *refreshes) clear(key string) {
 // caller's values), under the cache's load timeout, and ends at Close.
 func (c *Cache[V]) refreshInBackground(ctx context.Context, key string, p *Policy, load Loader[V], h *envelope.Header, now int64) {
 	if !h.Fresh(now) {
-		c.servedStale(key, h.FreshUntil, now)
+		c.servedStaleCtx(ctx, key, h.FreshUntil, now)
 	}
 	if _, failing := c.failures.active(key, now); failing || !c.refreshes.begin(key, now) {
 		return

@@ -83,7 +83,9 @@ var errLoadDeadline = errors.New("stampede: load timeout")
 // not-found entry if the policy caches it. Without encode (a load kept in the L1 only), the
 // value is not encoded. It reports the load to Stats and Hooks once, with the final error.
 func (c *Cache[V]) runLoad(ctx context.Context, key string, p *Policy, load Loader[V], encode bool) loaded[V] {
-	l := c.callLoader(ctx, key, load)
+	lctx, span := c.tracer.start(ctx, Span{Op: SpanLoad, Key: key}) // the loader's spans nest in it
+	l := c.callLoader(lctx, key, load)
+	span.done(l.err)
 	now := time.Now()
 	ttl, negative, chosen := l.chosen.ttls(p)
 	switch {
@@ -204,12 +206,14 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 	if obs.refresh {
 		ack = c.ack() // a Refresh is a write: it must survive a failover once it returned
 	}
-	rctx, cancel := c.redisContext(ctx)
+	sctx, span := c.tracer.start(ctx, Span{Op: SpanRedisFill, Key: key})
+	rctx, cancel := c.redisContext(sctx)
 	gen, ok, err := scripts.Fill(rctx, c.client, k, scripts.FillArgs{
 		Token: leaseToken(token, p), Fence: fence, Envelope: l.env, Ack: ack,
 		TTL: p.hardTTL(l.fresh), GenTTL: c.genTTL, Channel: c.channel, Key: key,
 	})
 	cancel()
+	span.done(err)
 	h := l.h
 	switch {
 	case err != nil:

@@ -20,7 +20,7 @@ const (
 // acquire takes the key's lease (or, with the Singleflight strategy, only its fence) and loads;
 // when another instance holds the lease it waits for that instance's notification and then
 // looks again, and takes the lease itself if the holder died.
-func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) result[V] {
+func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Loader[V], obs observation[V]) (r result[V]) {
 	k := scripts.KeysFor(c.namespace, key)
 	token := c.newToken()
 	var waitStart time.Time
@@ -29,6 +29,9 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 			c.hooks.leaseWait(key, time.Since(waitStart))
 		}
 	}()
+	var wait spanEnd // the lease_wait span, while this caller waits for another instance's load
+	wctx := ctx      // ctx, or the wait span's while it lasts: the looks at Redis nest in it
+	defer func() { wait.done(r.err) }()
 	giveUp := time.Now().Add(c.loadTimeout + 2*c.leaseTTL)
 	for {
 		var w *waiter
@@ -37,8 +40,10 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 			w = c.notify.watch(key)
 		}
 		since := c.l1Now()
-		lr, err := c.lease(ctx, key, k, token, obs.seen, p.Strategy == Singleflight)
+		lr, err := c.lease(wctx, key, k, token, obs.seen, p.Strategy == Singleflight)
 		if err != nil || lr.State != scripts.Held {
+			wait.done(nil) // no longer waiting: the lease is free, or the value changed
+			wait, wctx = spanEnd{}, ctx
 			if w != nil {
 				c.notify.unwatch(w)
 			}
@@ -66,6 +71,9 @@ func (c *Cache[V]) acquire(ctx context.Context, key string, p *Policy, load Load
 			if waitStart.IsZero() {
 				waitStart = time.Now()
 				c.stats.Add(statLeaseWaits)
+			}
+			if !wait.open() {
+				wctx, wait = c.tracer.start(ctx, Span{Op: SpanLeaseWait, Key: key})
 			}
 			m, err := c.await(ctx, w, lr.Remaining)
 			c.notify.unwatch(w)
@@ -97,7 +105,8 @@ func (c *Cache[V]) lease(ctx context.Context, key string, k scripts.Keys, token 
 	if !c.breaker.Allow(time.Now().UnixNano()) {
 		return scripts.LeaseResult{}, errCircuitOpen
 	}
-	rctx, cancel := c.redisContext(ctx)
+	sctx, span := c.tracer.start(ctx, Span{Op: SpanRedisLease, Key: key})
+	rctx, cancel := c.redisContext(sctx)
 	defer cancel()
 	if seen == nil {
 		seen = []byte{}
@@ -105,6 +114,7 @@ func (c *Cache[V]) lease(ctx context.Context, key string, k scripts.Keys, token 
 	r, err := scripts.Lease(rctx, c.client, k, scripts.LeaseArgs{
 		Token: token, LeaseTTL: c.leaseTTL, GenTTL: c.genTTL, Seen: seen, NoLock: noLock,
 	})
+	span.done(err)
 	switch {
 	case err == nil:
 		c.breaker.Success()

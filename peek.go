@@ -28,7 +28,7 @@ func (c *Cache[V]) Peek(ctx context.Context, key string) (v V, found bool, err e
 	if c.useL1(key, p) {
 		if e, now, ok := c.l1.get(key); ok {
 			if verdict := c.judge(&e.h, now, p, e.promoted); verdict == serve || verdict == serveAndRefresh {
-				return c.peeked(key, e, now)
+				return c.peeked(ctx, key, e, now)
 			}
 		}
 	}
@@ -46,13 +46,13 @@ func (c *Cache[V]) Peek(ctx context.Context, key string) (v V, found bool, err e
 		return zero, false, nil
 	}
 	c.keep(key, e.value, e.h, len(raw), p, since)
-	return c.peeked(key, &e, now)
+	return c.peeked(ctx, key, &e, now)
 }
 
 // peeked returns what Peek returns of an entry it may serve, counting a stale one.
-func (c *Cache[V]) peeked(key string, e *l1Entry[V], now int64) (V, bool, error) {
+func (c *Cache[V]) peeked(ctx context.Context, key string, e *l1Entry[V], now int64) (V, bool, error) {
 	if !e.h.Fresh(now) {
-		c.servedStale(key, e.h.FreshUntil, now)
+		c.servedStaleCtx(ctx, key, e.h.FreshUntil, now)
 	}
 	if e.h.Negative() {
 		var zero V

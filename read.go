@@ -21,10 +21,15 @@ func (c *Cache[V]) readL2(ctx context.Context, key string, p *Policy, load Loade
 		}
 	}
 	var zero V
+	var began time.Time // for the GET's span, which only a GET that serves nothing gets
+	if c.tracer != nil {
+		began = time.Now()
+	}
 	raw, _, err := c.read(ctx, scripts.ValueKey(c.namespace, key), key, false)
 	switch {
 	case err != nil:
 		if ctx.Err() != nil {
+			c.tracer.instant(ctx, Span{Op: SpanRedisGet, Key: key, Start: began}, err)
 			return zero, ctx.Err(), true
 		}
 		obs.redisDown = true
@@ -53,6 +58,7 @@ func (c *Cache[V]) readL2(ctx context.Context, key string, p *Policy, load Loade
 			}
 		}
 	}
+	c.tracer.instant(ctx, Span{Op: SpanRedisGet, Key: key, Start: began}, err)
 	return zero, nil, false
 }
 

@@ -1,4 +1,5 @@
-// Package stampedeotel exports what a [stampede.Cache] does as OpenTelemetry metrics.
+// Package stampedeotel exports what a [stampede.Cache] does as OpenTelemetry metrics, and
+// traces its misses as OpenTelemetry spans.
 //
 // A [Metrics] describes one cache, named by the value of its cache attribute. It records from
 // two sources, and an operator needs both:
@@ -35,4 +36,17 @@
 // key attribute of stampede.hot_key.requests, which shows the keys of the cache's last hot-key
 // detection window, at most [stampede.HotKeys] TopK of them (16 by default);
 // [Options.HotKeyLabel] can map them to coarser values or leave them out.
+//
+// # Traces
+//
+// [NewTracer] returns a [stampede.Tracer], given to [stampede.New] through
+// [stampede.WithTracer]. A Get that misses then shows in the caller's trace: the Redis GET that
+// missed, the lease script, the load (whose ctx carries its span, so that the loader's own
+// queries are its children), the fill script, and a wait for another instance's load; a stale
+// value served is an event on the caller's span. Hits emit nothing. Spans carry no key unless
+// [TracerOptions.KeyAttribute] says how to show it ([HashKey] shows a pseudonym):
+//
+//	t, err := stampedeotel.NewTracer(tracerProvider, "users", stampedeotel.TracerOptions{})
+//	if err != nil { ... }
+//	c, err := stampede.New[User](rdb, stampede.WithTracer(t), stampede.WithHooks(m.Hooks()))
 package stampedeotel
