@@ -44,6 +44,7 @@ type config struct {
 	Timeout    time.Duration // of one request
 	TTL        time.Duration // of a cached profile
 	Stale      time.Duration // stale-while-revalidate and stale-if-error window of the recommended configuration
+	RedisTO    time.Duration // deadline of each Redis call of the library's caches
 
 	Strategies string // comma-separated slugs, or all
 	Redis      string // address or redis:// URL; empty: embedded
@@ -70,6 +71,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.Timeout, "timeout", 250*time.Millisecond, "deadline of one request")
 	fs.DurationVar(&c.TTL, "ttl", time.Minute, "time to live of a cached profile")
 	fs.DurationVar(&c.Stale, "stale", 10*time.Second, "stale-while-revalidate and stale-if-error window of the recommended configuration")
+	fs.DurationVar(&c.RedisTO, "redis-timeout", 250*time.Millisecond, "deadline of each Redis call of the library's caches (stampede.WithRedisTimeout; its default)")
 	fs.StringVar(&c.Strategies, "strategies", "all", "strategies to run, comma-separated: naive, lock-poll, singleflight, lease, recommended")
 	fs.StringVar(&c.Redis, "redis", os.Getenv("REDIS_URL"), "Redis `address` or redis:// URL (default $REDIS_URL; empty: embedded miniredis)")
 	fs.StringVar(&c.Postgres, "postgres", os.Getenv("DATABASE_URL"), "PostgreSQL `URL` (default $DATABASE_URL; empty: embedded database model)")
@@ -96,6 +98,7 @@ func (c *config) validate() error {
 	check(c.Timeout <= 0, "-timeout must be positive")
 	check(c.TTL <= 0, "-ttl must be positive")
 	check(c.Stale < 0, "-stale may not be negative")
+	check(c.RedisTO <= 0, "-redis-timeout must be positive")
 	_, err := pickStrategies(c.Strategies)
 	p.Add(err)
 	return p.Err()

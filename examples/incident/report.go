@@ -24,17 +24,18 @@ type report struct {
 
 // parameters are the run's settings, as the report states them.
 type parameters struct {
-	Instances   int     `json:"instances"`
-	Rate        float64 `json:"hot_key_requests_per_second"`
-	Burst       string  `json:"burst"`
-	BurstAfter  string  `json:"burst_after_update"`
-	Latency     string  `json:"query_latency"`
-	Pool        int     `json:"database_connections"`
-	Keys        int     `json:"keys"`
-	Background  float64 `json:"background_requests_per_second"`
-	Timeout     string  `json:"request_timeout"`
-	TTL         string  `json:"ttl"`
-	StaleWindow string  `json:"stale_window"`
+	Instances    int     `json:"instances"`
+	Rate         float64 `json:"hot_key_requests_per_second"`
+	Burst        string  `json:"burst"`
+	BurstAfter   string  `json:"burst_after_update"`
+	Latency      string  `json:"query_latency"`
+	Pool         int     `json:"database_connections"`
+	Keys         int     `json:"keys"`
+	Background   float64 `json:"background_requests_per_second"`
+	Timeout      string  `json:"request_timeout"`
+	TTL          string  `json:"ttl"`
+	StaleWindow  string  `json:"stale_window"`
+	RedisTimeout string  `json:"redis_timeout"`
 }
 
 func (c *config) parameters() parameters {
@@ -42,6 +43,7 @@ func (c *config) parameters() parameters {
 		Instances: c.Instances, Rate: c.Rate, Burst: c.Duration.String(), BurstAfter: c.BurstAfter.String(),
 		Latency: c.Latency.String(), Pool: c.Pool, Keys: c.Keys, Background: c.Background,
 		Timeout: c.Timeout.String(), TTL: c.TTL.String(), StaleWindow: c.Stale.String(),
+		RedisTimeout: c.RedisTO.String(),
 	}
 }
 
