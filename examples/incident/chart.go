@@ -21,8 +21,9 @@ var palette = []color.Color{
 	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, // recommended
 }
 
-// writeChart draws the database queries per 100 ms of every strategy over time, with the
-// update and the burst marked, to file; the format follows its extension (.svg, .png, .pdf).
+// writeChart draws the database queries per 100 ms of the charted run of every strategy
+// over time, with the update and the burst marked, to file; the format follows its extension
+// (.svg, .png, .pdf).
 func (rep *report) writeChart(file string, cfg *config) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Database queries per 100 ms: %d instances, %.0f req/s on the hot key for %v, %v queries\non %s",
@@ -35,8 +36,8 @@ func (rep *report) writeChart(file string, cfg *config) error {
 	p.Add(plotter.NewGrid())
 
 	peak := 1
-	for _, r := range rep.Results {
-		peak = max(peak, r.PeakQueries)
+	for _, s := range rep.Strategies {
+		peak = max(peak, s.charted().PeakQueries)
 	}
 	top := float64(peak) * 1.12
 
@@ -69,7 +70,8 @@ func (rep *report) writeChart(file string, cfg *config) error {
 	labels.TextStyle[1].XAlign = draw.XCenter
 	p.Add(labels)
 
-	for _, r := range rep.Results {
+	for _, s := range rep.Strategies {
+		r := s.charted()
 		xys := make(plotter.XYs, len(r.Series)+1)
 		for j, n := range r.Series {
 			xys[j] = plotter.XY{X: r.SeriesStart + float64(j)*bin.Seconds(), Y: float64(n)}
@@ -89,6 +91,9 @@ func (rep *report) writeChart(file string, cfg *config) error {
 	p.Y.Min, p.Y.Max = 0, top
 	return p.Save(11*vg.Inch, 5.5*vg.Inch, file)
 }
+
+// charted returns the run of s that the chart draws.
+func (s *summary) charted() *result { return s.Runs[s.Charted] }
 
 // queries says "1 query", "2 queries", ...
 func queries(n int) string {

@@ -85,10 +85,11 @@ type update struct {
 	version int64     // the profile's version after it
 }
 
-// replay runs the timeline of one strategy on a fleet of cfg.Instances instances, and returns
-// what it measured. status is called every 200 ms while it runs.
-func replay(ctx context.Context, cfg *config, b *backends, s strategy, status func(string)) (*result, error) {
-	ns := b.namespace(s.Slug)
+// replay runs the timeline of one strategy on a fleet of cfg.Instances instances, in a
+// namespace of its own for the round, and returns what it measured. status is called every
+// 200 ms while it runs.
+func replay(ctx context.Context, cfg *config, b *backends, s strategy, round int, status func(string)) (*result, error) {
+	ns := b.namespace(s.Slug, round)
 	db := newDatabase(b.src)
 	f, err := openFleet(b, s, ns, db, cfg)
 	if err != nil {
