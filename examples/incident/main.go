@@ -1,5 +1,5 @@
 // Command incident replays the incident that stampede exists to prevent, and measures what each
-// way of caching does to the database.
+// way of caching does to the database and to the users.
 //
 // A write path updates a celebrity's profile and invalidates its cache entry; a viral post then
 // sends K service instances R requests a second for that profile, while other profiles get their
@@ -8,8 +8,8 @@
 // library's Singleflight, Lease, and recommended configuration. It does so for several rounds
 // (-runs), each round running every strategy once, so that a busy moment of the machine does not
 // fall on one strategy only. It prints, per strategy, the median of its runs and their range:
-// the database queries, request latencies, errors and hit ratio. It draws the queries over time
-// of each strategy's median run.
+// the database queries, request latencies, errors and hit ratio. It draws the median run of each
+// strategy: the database queries and the 99th percentile latency per 100 ms.
 //
 // With no flags it needs nothing installed: Redis is miniredis, in process, and the database
 // is a model with a fixed connection pool and a fixed query latency. With -redis and -postgres
@@ -136,7 +136,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, prog *progress) error 
 			return fmt.Errorf("chart: %w", err)
 		}
 		if !cfg.JSON {
-			fmt.Fprintf(out, "\nChart of the database queries over time: %s\n", cfg.Chart)
+			fmt.Fprintf(out, "\nChart of the median runs, database queries and p99 latency per 100 ms: %s\n", cfg.Chart)
 		}
 	}
 	return nil

@@ -116,6 +116,7 @@ func requireShape(t *testing.T, cfg *config, rep *report) {
 	var all []*result
 	for _, s := range rep.Strategies {
 		require.Len(t, s.Runs, cfg.Runs, s.Strategy)
+		require.Len(t, s.Runs[0].P99Series, len(s.Runs[0].Series), s.Strategy)
 		r := s.Runs[0]
 		by[r.Strategy] = r
 		all = append(all, r)

@@ -59,9 +59,11 @@ type result struct {
 	figures
 
 	// Series counts the queries that began in each 100 ms interval, the first beginning at
-	// SeriesStart seconds from the update (negative: before it).
-	Series      []int   `json:"queries_per_100ms"`
-	SeriesStart float64 `json:"series_start_s"`
+	// SeriesStart seconds from the update (negative: before it), and P99Series is the 99th
+	// percentile latency of the requests that began in each (zero: none did).
+	Series      []int    `json:"queries_per_100ms"`
+	P99Series   []millis `json:"p99_ms_per_100ms"`
+	SeriesStart float64  `json:"series_start_s"`
 }
 
 // figures are the numbers a replay measured, one per column of the table. Latencies are of
@@ -166,6 +168,16 @@ func summarize(s strategy, cfg *config, tl timeline, upd update, samples []sampl
 		if !q.at.Before(tl.start) {
 			r.Series[binOf(q.at)-first]++
 		}
+	}
+	took := make([][]time.Duration, len(r.Series))
+	for _, x := range samples {
+		if i := binOf(x.at) - first; i >= 0 && i < len(took) {
+			took[i] = append(took[i], x.took)
+		}
+	}
+	r.P99Series = make([]millis, len(took))
+	for i, ds := range took {
+		_, r.P99Series[i], _ = percentiles(ds)
 	}
 	r.PeakQueries = slices.Max(r.Series)
 	return r

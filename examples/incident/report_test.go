@@ -69,6 +69,29 @@ func TestSpan(t *testing.T) {
 	require.Equal(t, "97.5–98.0%", span("97.5%", "98.0%"))
 }
 
+// TestChart draws a made-up report in each format, and checks the SVG has the legend and
+// the axis cut to the activity.
+func TestChart(t *testing.T) {
+	cfg, err := parseFlags(nil)
+	require.NoError(t, err)
+	rep := fakeReport(3)
+	dir := t.TempDir()
+	for _, ext := range []string{"svg", "png", "pdf"} {
+		require.NoError(t, rep.writeChart(filepath.Join(dir, "incident."+ext), cfg), ext)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "incident.svg"))
+	require.NoError(t, err)
+	for _, s := range rep.Strategies {
+		require.Contains(t, string(svg), s.Strategy)
+	}
+	require.Contains(t, string(svg), "cut at 0.6 s")
+	require.Contains(t, string(svg), "67–120 queries", "the range of the naive runs")
+
+	from, to, _ := rep.xRange(cfg)
+	require.InDelta(t, -0.3, from, 1e-9)
+	require.InDelta(t, 0.6, to, 1e-9, "three intervals after the last query (0.2–0.3 s)")
+}
+
 // fakeReport is a report of runs rounds of three strategies, with made-up figures: the naive
 // code varies from run to run, the lease does not, and the recommended configuration had
 // Redis errors.
@@ -83,11 +106,19 @@ func fakeReport(runs int) *report {
 		Runs:       runs,
 	}
 	ms := func(f float64) millis { return millis(f * float64(time.Millisecond)) }
-	// series spreads queries over the intervals from the update on, 3.1 s of 100 ms from -0.5 s.
-	series := func(qs ...int) []int {
-		s := make([]int, 31)
-		copy(s[5:], qs)
-		return s
+	// series spreads queries over the intervals from the update on, 30 s of 100 ms from -0.5 s.
+	series := func(qs ...int) ([]int, []millis) {
+		s, p := make([]int, 31), make([]millis, 31)
+		for i := range p {
+			p[i] = ms(0.3)
+		}
+		for i, q := range qs {
+			s[5+i] = q
+			if q > 0 {
+				p[5+i] = ms(50 + 4*float64(q))
+			}
+		}
+		return s, p
 	}
 	naive := []struct {
 		q, peak, timeouts int
@@ -101,7 +132,7 @@ func fakeReport(runs int) *report {
 		r.Requests, r.HotRequests, r.Queries, r.HotQueries, r.PeakQueries = 7500, 6000, n.q, n.q, n.peak
 		r.P50, r.P99, r.Max = ms(0.277+0.01*float64(i)), ms(n.p99), ms(251)
 		r.Timeouts, r.Hits, r.Misses, r.HitRatio = n.timeouts, 7400-uint64(n.q), uint64(n.q), 0.975+0.001*float64(i)
-		r.Series = series(n.s...)
+		r.Series, r.P99Series = series(n.s...)
 		r.SeriesStart = -0.5
 		naiveRuns = append(naiveRuns, r)
 
@@ -109,7 +140,7 @@ func fakeReport(runs int) *report {
 		l.Requests, l.HotRequests, l.Queries, l.HotQueries, l.PeakQueries = 7500, 6000, 1, 1, 1
 		l.P50, l.P99, l.Max = ms(0.003), ms(30), ms(54)
 		l.Stale, l.StaleFor, l.Hits, l.Misses, l.HitRatio = 3, ms(1.5), 7300, 200, 0.979
-		l.Series = series(1)
+		l.Series, l.P99Series = series(1)
 		l.SeriesStart = -0.5
 		leaseRuns = append(leaseRuns, l)
 
@@ -117,7 +148,7 @@ func fakeReport(runs int) *report {
 		c.Requests, c.HotRequests, c.Queries, c.HotQueries, c.PeakQueries = 7500, 6000, 1, 1, 1
 		c.P50, c.P99, c.Max = ms(0.004), ms(0.516), ms(6.18)
 		c.Stale, c.StaleFor, c.Hits, c.HitRatio, c.RedisErrors = 179, ms(52), 7500, 1, uint64(2*i)
-		c.Series = series(1)
+		c.Series, c.P99Series = series(1)
 		c.SeriesStart = -0.5
 		recRuns = append(recRuns, c)
 	}
