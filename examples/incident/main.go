@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -59,10 +60,28 @@ type config struct {
 	JSON       bool   // print JSON rather than a table
 }
 
+// usage begins the help: what the program does, in its first line.
+const usage = `incident replays a cache stampede against each caching strategy, and shows what the database and the users felt.
+
+A profile update deletes a hot key's cache entry, then a viral burst of requests arrives for it.
+Each strategy runs this timeline on the same backends, once per round, for -runs rounds: about
+a minute with the defaults (under 20 s a round). The table shows, per strategy, the median of
+its runs and their range; the chart (-chart) its median run: queries and p99 latency per
+100 ms. With no flags, Redis and the database are embedded; -redis and -postgres use real ones.
+
+Usage: go run . [flags]
+
+Flags:
+`
+
 // parseFlags reads the command line into a config.
 func parseFlags(args []string) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("incident", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
 	fs.IntVar(&c.Instances, "instances", 8, "simulated service instances `K`, each with its own cache and Redis client")
 	fs.Float64Var(&c.Rate, "rate", 3000, "hot-key requests per second `R`, all instances together")
 	fs.DurationVar(&c.Duration, "duration", 2*time.Second, "length `T` of the viral burst")
@@ -135,8 +154,14 @@ func run(ctx context.Context, cfg *config, out io.Writer, prog *progress) error 
 		if err := rep.writeChart(cfg.Chart, cfg); err != nil {
 			return fmt.Errorf("chart: %w", err)
 		}
-		if !cfg.JSON {
-			fmt.Fprintf(out, "\nChart of the median runs, database queries and p99 latency per 100 ms: %s\n", cfg.Chart)
+		abs, err := filepath.Abs(cfg.Chart)
+		if err != nil {
+			abs = cfg.Chart
+		}
+		if cfg.JSON {
+			prog.done("Chart: " + abs) // stdout holds the JSON alone
+		} else {
+			fmt.Fprintf(out, "\nChart of the median runs, database queries and p99 latency per 100 ms:\n%s\n", abs)
 		}
 	}
 	return nil
