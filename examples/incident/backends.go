@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -102,8 +103,10 @@ func advanceClock(m *miniredis.Miniredis) (stop func()) {
 // client returns a new client of the run's Redis, as a new instance of the service opens.
 func (b *backends) client() *redis.Client { return redis.NewClient(b.redis()) }
 
-// namespace returns the Redis namespace of a strategy in this run.
-func (b *backends) namespace(slug string) string { return "incident:" + b.run + ":" + slug }
+// namespace returns the Redis namespace of a strategy in a round of this run.
+func (b *backends) namespace(slug string, round int) string {
+	return "incident:" + b.run + ":" + strconv.Itoa(round+1) + ":" + slug
+}
 
 // clean deletes the keys of namespace ns, so that a run leaves nothing in a shared Redis.
 func (b *backends) clean(ctx context.Context, ns string) error {

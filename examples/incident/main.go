@@ -1,12 +1,15 @@
 // Command incident replays the incident that stampede exists to prevent, and measures what each
-// way of caching does to the database.
+// way of caching does to the database and to the users.
 //
 // A write path updates a celebrity's profile and invalidates its cache entry; a viral post then
 // sends K service instances R requests a second for that profile, while other profiles get their
-// usual traffic. The replay runs the incident once per strategy, one after another on the same
+// usual traffic. The replay runs the incident with each strategy, one after another on the same
 // machine: the incident's own code (naive), the usual lock-and-poll fix (lock-poll), and the
-// library's Singleflight, Lease, and recommended configuration. It prints, per strategy, the
-// database queries, request latencies, errors and hit ratio, and draws the queries over time.
+// library's Singleflight, Lease, and recommended configuration. It does so for several rounds
+// (-runs), each round running every strategy once, so that a busy moment of the machine does not
+// fall on one strategy only. It prints, per strategy, the median of its runs and their range:
+// the database queries, request latencies, errors and hit ratio. It draws the median run of each
+// strategy: the database queries and the 99th percentile latency per 100 ms.
 //
 // With no flags it needs nothing installed: Redis is miniredis, in process, and the database
 // is a model with a fixed connection pool and a fixed query latency. With -redis and -postgres
@@ -15,7 +18,7 @@
 //
 //	go run .
 //	go run . -redis 127.0.0.1:6379 -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
-//	go run . -instances 16 -rate 5000 -latency 100ms -json
+//	go run . -instances 16 -rate 5000 -latency 100ms -runs 5 -json
 package main
 
 import (
@@ -24,6 +27,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/stampede-cache/stampede/internal/harness"
@@ -44,6 +49,8 @@ type config struct {
 	Timeout    time.Duration // of one request
 	TTL        time.Duration // of a cached profile
 	Stale      time.Duration // stale-while-revalidate and stale-if-error window of the recommended configuration
+	Runs       int           // rounds, each running every strategy once
+	RedisTO    time.Duration // deadline of each Redis call of the library's caches
 
 	Strategies string // comma-separated slugs, or all
 	Redis      string // address or redis:// URL; empty: embedded
@@ -53,10 +60,28 @@ type config struct {
 	JSON       bool   // print JSON rather than a table
 }
 
+// usage begins the help: what the program does, in its first line.
+const usage = `incident replays a cache stampede against each caching strategy, and shows what the database and the users felt.
+
+A profile update deletes a hot key's cache entry, then a viral burst of requests arrives for it.
+Each strategy runs this timeline on the same backends, once per round, for -runs rounds: about
+a minute with the defaults (under 20 s a round). The table shows, per strategy, the median of
+its runs and their range; the chart (-chart) its median run: queries and p99 latency per
+100 ms. With no flags, Redis and the database are embedded; -redis and -postgres use real ones.
+
+Usage: go run . [flags]
+
+Flags:
+`
+
 // parseFlags reads the command line into a config.
 func parseFlags(args []string) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("incident", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
 	fs.IntVar(&c.Instances, "instances", 8, "simulated service instances `K`, each with its own cache and Redis client")
 	fs.Float64Var(&c.Rate, "rate", 3000, "hot-key requests per second `R`, all instances together")
 	fs.DurationVar(&c.Duration, "duration", 2*time.Second, "length `T` of the viral burst")
@@ -70,6 +95,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.Timeout, "timeout", 250*time.Millisecond, "deadline of one request")
 	fs.DurationVar(&c.TTL, "ttl", time.Minute, "time to live of a cached profile")
 	fs.DurationVar(&c.Stale, "stale", 10*time.Second, "stale-while-revalidate and stale-if-error window of the recommended configuration")
+	fs.DurationVar(&c.RedisTO, "redis-timeout", 250*time.Millisecond, "deadline of each Redis call of the library's caches (stampede.WithRedisTimeout; its default)")
+	fs.IntVar(&c.Runs, "runs", 3, "rounds `N`, each running every strategy once; the table shows the median of the N runs and their range")
 	fs.StringVar(&c.Strategies, "strategies", "all", "strategies to run, comma-separated: naive, lock-poll, singleflight, lease, recommended")
 	fs.StringVar(&c.Redis, "redis", os.Getenv("REDIS_URL"), "Redis `address` or redis:// URL (default $REDIS_URL; empty: embedded miniredis)")
 	fs.StringVar(&c.Postgres, "postgres", os.Getenv("DATABASE_URL"), "PostgreSQL `URL` (default $DATABASE_URL; empty: embedded database model)")
@@ -96,6 +123,8 @@ func (c *config) validate() error {
 	check(c.Timeout <= 0, "-timeout must be positive")
 	check(c.TTL <= 0, "-ttl must be positive")
 	check(c.Stale < 0, "-stale may not be negative")
+	check(c.Runs < 1, "-runs must be at least 1")
+	check(c.RedisTO <= 0, "-redis-timeout must be positive")
 	_, err := pickStrategies(c.Strategies)
 	p.Add(err)
 	return p.Err()
@@ -125,36 +154,51 @@ func run(ctx context.Context, cfg *config, out io.Writer, prog *progress) error 
 		if err := rep.writeChart(cfg.Chart, cfg); err != nil {
 			return fmt.Errorf("chart: %w", err)
 		}
-		if !cfg.JSON {
-			fmt.Fprintf(out, "\nChart of the database queries over time: %s\n", cfg.Chart)
+		abs, err := filepath.Abs(cfg.Chart)
+		if err != nil {
+			abs = cfg.Chart
+		}
+		if cfg.JSON {
+			prog.done("Chart: " + abs) // stdout holds the JSON alone
+		} else {
+			fmt.Fprintf(out, "\nChart of the median runs, database queries and p99 latency per 100 ms:\n%s\n", abs)
 		}
 	}
 	return nil
 }
 
-// replayAll opens the backends and replays the incident with each strategy in turn.
+// replayAll opens the backends and replays the incident cfg.Runs times with each strategy:
+// round by round, each round running every strategy once, in turn.
 func replayAll(ctx context.Context, cfg *config, prog *progress) (*report, error) {
 	list, err := pickStrategies(cfg.Strategies)
 	if err != nil {
 		return nil, err
 	}
+	runs := max(1, cfg.Runs)
 	b, err := openBackends(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer b.close()
-	rep := &report{Backends: b.describe(), Parameters: cfg.parameters()}
+	rep := &report{Backends: b.describe(), Parameters: cfg.parameters(), Runs: runs}
 	prog.done(fmt.Sprintf("Redis: %s; database: %s", rep.Backends.Redis, rep.Backends.Database))
-	for i, s := range list {
-		prefix := fmt.Sprintf("[%d/%d] %-31s", i+1, len(list), s.Name)
-		prog.show(prefix + " warming up")
-		r, err := replay(ctx, cfg, b, s, func(status string) { prog.show(prefix + " " + status) })
-		if err != nil {
-			prog.done("")
-			return nil, err
+	results := make([][]*result, len(list))
+	total := runs * len(list)
+	for round := range runs {
+		for i, s := range list {
+			prefix := fmt.Sprintf("[%*d/%d] %-31s", len(strconv.Itoa(total)), round*len(list)+i+1, total, s.Name)
+			prog.show(prefix + " warming up")
+			r, err := replay(ctx, cfg, b, s, round, func(status string) { prog.show(prefix + " " + status) })
+			if err != nil {
+				prog.done("")
+				return nil, err
+			}
+			prog.done(fmt.Sprintf("%s done: %s, peak %d/100ms, p99 %v, %d timeouts", prefix, queries(r.Queries), r.PeakQueries, r.P99, r.Timeouts))
+			results[i] = append(results[i], r)
 		}
-		prog.done(fmt.Sprintf("%s done: %s, p99 %v, %d timeouts", prefix, queries(r.Queries), r.P99, r.Timeouts))
-		rep.Results = append(rep.Results, r)
+	}
+	for _, rs := range results {
+		rep.Strategies = append(rep.Strategies, summarizeRuns(rs))
 	}
 	return rep, nil
 }

@@ -85,10 +85,11 @@ type update struct {
 	version int64     // the profile's version after it
 }
 
-// replay runs the timeline of one strategy on a fleet of cfg.Instances instances, and returns
-// what it measured. status is called every 200 ms while it runs.
-func replay(ctx context.Context, cfg *config, b *backends, s strategy, status func(string)) (*result, error) {
-	ns := b.namespace(s.Slug)
+// replay runs the timeline of one strategy on a fleet of cfg.Instances instances, in a
+// namespace of its own for the round, and returns what it measured. status is called every
+// 200 ms while it runs.
+func replay(ctx context.Context, cfg *config, b *backends, s strategy, round int, status func(string)) (*result, error) {
+	ns := b.namespace(s.Slug, round)
 	db := newDatabase(b.src)
 	f, err := openFleet(b, s, ns, db, cfg)
 	if err != nil {
@@ -224,6 +225,11 @@ func openFleet(b *backends, s strategy, ns string, db *database, cfg *config) (*
 // warm fills the cache with every profile, through the first instance, as a service that has
 // run for a while has it; then every instance reads the hot key once, which puts it in the
 // L1s of the instances that have one.
+//
+// Warming is the replay's setup, not what it measures: a call that fails is tried again, up
+// to three times, so that a busy moment of the machine (a Redis call beyond its deadline, on
+// a loaded machine running the embedded Redis under the race detector) does not end the
+// replay.
 func (f *fleet) warm(ctx context.Context, db *database, keys int) error {
 	ids := make([]string, keys)
 	for i := range ids {
@@ -239,17 +245,32 @@ func (f *fleet) warm(ctx context.Context, db *database, keys int) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for _, id := range ids {
-		g.Go(func() error { return f.instances[0].Warm(gctx, rows[id]) })
+		g.Go(func() error {
+			return retry(gctx, func() error { return f.instances[0].Warm(gctx, rows[id]) })
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
 	for _, inst := range f.instances {
-		if _, err := inst.Get(ctx, hotKey); err != nil {
+		if err := retry(ctx, func() error { _, err := inst.Get(ctx, hotKey); return err }); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// retry calls call until it succeeds, three times at most, while ctx lasts, and returns its
+// last error.
+func retry(ctx context.Context, call func() error) error {
+	var err error
+	for range 3 {
+		if err = call(); err == nil || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
 }
 
 // update waits for at, then runs the write path: the database's update of the hot profile,

@@ -7,7 +7,10 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stampede-cache/stampede/internal/harness"
 )
@@ -15,26 +18,28 @@ import (
 // bin is the width of the intervals the report counts queries in.
 const bin = 100 * time.Millisecond
 
-// report is what a run measured: one result per strategy.
+// report is what a run measured: per strategy, the results of its rounds and their medians.
 type report struct {
 	Backends   backendInfo `json:"backends"`
 	Parameters parameters  `json:"parameters"`
-	Results    []*result   `json:"results"`
+	Runs       int         `json:"runs"`
+	Strategies []*summary  `json:"strategies"`
 }
 
 // parameters are the run's settings, as the report states them.
 type parameters struct {
-	Instances   int     `json:"instances"`
-	Rate        float64 `json:"hot_key_requests_per_second"`
-	Burst       string  `json:"burst"`
-	BurstAfter  string  `json:"burst_after_update"`
-	Latency     string  `json:"query_latency"`
-	Pool        int     `json:"database_connections"`
-	Keys        int     `json:"keys"`
-	Background  float64 `json:"background_requests_per_second"`
-	Timeout     string  `json:"request_timeout"`
-	TTL         string  `json:"ttl"`
-	StaleWindow string  `json:"stale_window"`
+	Instances    int     `json:"instances"`
+	Rate         float64 `json:"hot_key_requests_per_second"`
+	Burst        string  `json:"burst"`
+	BurstAfter   string  `json:"burst_after_update"`
+	Latency      string  `json:"query_latency"`
+	Pool         int     `json:"database_connections"`
+	Keys         int     `json:"keys"`
+	Background   float64 `json:"background_requests_per_second"`
+	Timeout      string  `json:"request_timeout"`
+	TTL          string  `json:"ttl"`
+	StaleWindow  string  `json:"stale_window"`
+	RedisTimeout string  `json:"redis_timeout"`
 }
 
 func (c *config) parameters() parameters {
@@ -42,16 +47,28 @@ func (c *config) parameters() parameters {
 		Instances: c.Instances, Rate: c.Rate, Burst: c.Duration.String(), BurstAfter: c.BurstAfter.String(),
 		Latency: c.Latency.String(), Pool: c.Pool, Keys: c.Keys, Background: c.Background,
 		Timeout: c.Timeout.String(), TTL: c.TTL.String(), StaleWindow: c.Stale.String(),
+		RedisTimeout: c.RedisTO.String(),
 	}
 }
 
-// result is what one strategy's replay measured. Latencies are of every request, hot key and
-// background; the Hot ones of the hot key's only.
+// result is what one replay of a strategy measured.
 type result struct {
 	Strategy     string `json:"strategy"`
 	Baseline     bool   `json:"baseline"`
 	Invalidation string `json:"write_path"`
+	figures
 
+	// Series counts the queries that began in each 100 ms interval, the first beginning at
+	// SeriesStart seconds from the update (negative: before it), and P99Series is the 99th
+	// percentile latency of the requests that began in each (zero: none did).
+	Series      []int    `json:"queries_per_100ms"`
+	P99Series   []millis `json:"p99_ms_per_100ms"`
+	SeriesStart float64  `json:"series_start_s"`
+}
+
+// figures are the numbers a replay measured, one per column of the table. Latencies are of
+// every request, hot key and background; the Hot ones of the hot key's only.
+type figures struct {
 	Requests    int `json:"requests"`
 	HotRequests int `json:"hot_key_requests"`
 	// Queries counts the lookups the database ran, HotQueries those of the hot key, and
@@ -81,11 +98,6 @@ type result struct {
 	// RedisErrors counts the Redis calls that failed inside the library, which answers its
 	// callers anyway (the baselines return such errors, and they count among Errors).
 	RedisErrors uint64 `json:"redis_errors"`
-
-	// Series counts the queries that began in each 100 ms interval, the first beginning at
-	// SeriesStart seconds from the update (negative: before it).
-	Series      []int   `json:"queries_per_100ms"`
-	SeriesStart float64 `json:"series_start_s"`
 }
 
 // millis is a duration that JSON shows in milliseconds.
@@ -106,7 +118,8 @@ func (m millis) String() string { return harness.Duration(time.Duration(m), "") 
 
 // summarize turns what a replay recorded into its result.
 func summarize(s strategy, cfg *config, tl timeline, upd update, samples []sample, queries []query, c counts) *result {
-	r := &result{Strategy: s.Name, Baseline: s.Baseline, Invalidation: s.Invalidation, Hits: c.hits, Misses: c.misses, RedisErrors: c.redisErrors}
+	r := &result{Strategy: s.Name, Baseline: s.Baseline, Invalidation: s.Invalidation}
+	r.Hits, r.Misses, r.RedisErrors = c.hits, c.misses, c.redisErrors
 	if n := c.hits + c.misses; n > 0 {
 		r.HitRatio = float64(c.hits) / float64(n)
 	}
@@ -137,8 +150,8 @@ func summarize(s strategy, cfg *config, tl timeline, upd update, samples []sampl
 	r.P50, r.P99, r.Max = percentiles(all)
 	r.HotP50, r.HotP99, r.HotMax = percentiles(hot)
 
-	first := int(math.Floor(float64(tl.start.Sub(tl.update)) / float64(bin)))
-	last := int(math.Floor(float64(tl.end.Sub(tl.update)) / float64(bin)))
+	binOf := func(t time.Time) int { return int(math.Floor(float64(t.Sub(tl.update)) / float64(bin))) }
+	first, last := binOf(tl.start), binOf(tl.end)
 	for _, q := range queries {
 		if q.at.Before(tl.start) {
 			continue // warming up
@@ -147,14 +160,24 @@ func summarize(s strategy, cfg *config, tl timeline, upd update, samples []sampl
 		if q.hot {
 			r.HotQueries++
 		}
-		last = max(last, int(math.Floor(float64(q.at.Sub(tl.update))/float64(bin))))
+		last = max(last, binOf(q.at))
 	}
 	r.Series = make([]int, last-first+1)
 	r.SeriesStart = float64(first) * bin.Seconds()
 	for _, q := range queries {
 		if !q.at.Before(tl.start) {
-			r.Series[int(math.Floor(float64(q.at.Sub(tl.update))/float64(bin)))-first]++
+			r.Series[binOf(q.at)-first]++
 		}
+	}
+	took := make([][]time.Duration, len(r.Series))
+	for _, x := range samples {
+		if i := binOf(x.at) - first; i >= 0 && i < len(took) {
+			took[i] = append(took[i], x.took)
+		}
+	}
+	r.P99Series = make([]millis, len(took))
+	for i, ds := range took {
+		_, r.P99Series[i], _ = percentiles(ds)
 	}
 	r.PeakQueries = slices.Max(r.Series)
 	return r
@@ -170,7 +193,8 @@ func percentiles(ds []time.Duration) (p50, p99, worst millis) {
 	return rank(0.50), rank(0.99), millis(ds[len(ds)-1])
 }
 
-// writeTable prints the report as a table, one row per strategy.
+// writeTable prints the report as a table: a row per strategy with the median of its runs,
+// and under it, where the runs differ, a row with their least and most.
 func (rep *report) writeTable(w io.Writer) {
 	p := rep.Parameters
 	fmt.Fprintf(w, "\nIncident replay: %d instances; a profile update at t0, then %.0f req/s on %s for %s; "+
@@ -179,22 +203,97 @@ func (rep *report) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "Query %s, %d database connections, request timeout %s, TTL %s.\n",
 		p.Latency, p.Pool, p.Timeout, p.TTL)
 	fmt.Fprintf(w, "Redis:    %s\nDatabase: %s\n\n", rep.Backends.Redis, rep.Backends.Database)
-	width := len("strategy")
-	for _, r := range rep.Results {
-		width = max(width, len(r.Strategy))
+	if rep.Runs > 1 {
+		fmt.Fprintf(w, "Each strategy ran %d times: its row is the median of each column, the row below it the\n"+
+			"least and the most of its runs where they differ.\n\n", rep.Runs)
 	}
-	row := func(cells ...any) {
-		fmt.Fprintf(w, "%-*s  %-10s  %7v  %10v  %7v  %7v  %7v  %6v  %8v  %5v  %9v\n", append([]any{width}, cells...)...)
+
+	columns := []struct {
+		head string
+		cell func(f *figures) string
+	}{
+		{"queries", func(f *figures) string { return strconv.Itoa(f.Queries) }},
+		{"peak/100ms", func(f *figures) string { return strconv.Itoa(f.PeakQueries) }},
+		{"p50", func(f *figures) string { return f.P50.String() }},
+		{"p99", func(f *figures) string { return f.P99.String() }},
+		{"max", func(f *figures) string { return f.Max.String() }},
+		{"errors", func(f *figures) string { return strconv.Itoa(f.Errors) }},
+		{"timeouts", func(f *figures) string { return strconv.Itoa(f.Timeouts) }},
+		{"stale", func(f *figures) string { return strconv.Itoa(f.Stale) }},
+		{"hit ratio", func(f *figures) string { return fmt.Sprintf("%.1f%%", 100*f.HitRatio) }},
 	}
-	row("strategy", "write path", "queries", "peak/100ms", "p50", "p99", "max", "errors", "timeouts", "stale", "hit ratio")
-	for _, r := range rep.Results {
-		row(r.Strategy, r.Invalidation, r.Queries, r.PeakQueries, r.P50, r.P99, r.Max,
-			r.Errors, r.Timeouts, r.Stale, fmt.Sprintf("%.1f%%", 100*r.HitRatio))
+	rows := [][]string{{"strategy", "write path"}}
+	for _, c := range columns {
+		rows[0] = append(rows[0], c.head)
 	}
-	for _, r := range rep.Results {
-		if r.RedisErrors > 0 {
-			fmt.Fprintf(w, "%s: %d Redis calls failed; the library answered its callers anyway.\n", r.Strategy, r.RedisErrors)
+	for _, s := range rep.Strategies {
+		median, spread := []string{s.Strategy, s.Invalidation}, []string{"  min–max", ""}
+		varies := false
+		for _, c := range columns {
+			lo, hi := c.cell(&s.Min), c.cell(&s.Max)
+			median = append(median, c.cell(&s.Median))
+			spread = append(spread, span(lo, hi))
+			varies = varies || lo != hi
 		}
+		rows = append(rows, median)
+		if varies {
+			rows = append(rows, spread)
+		}
+	}
+	writeColumns(w, rows, 2)
+
+	worst := ""
+	if rep.Runs > 1 {
+		worst = " in its worst run"
+	}
+	for _, s := range rep.Strategies {
+		if n := s.Max.RedisErrors; n > 0 {
+			fmt.Fprintf(w, "%s: %d Redis calls failed%s; the library answered its callers anyway.\n", s.Strategy, n, worst)
+		}
+	}
+}
+
+// span shows the range from lo to hi ("67–120", "184–250ms", "277µs–1.21ms"), or nothing if
+// they are the same.
+func span(lo, hi string) string {
+	if lo == hi {
+		return ""
+	}
+	unit := func(s string) string {
+		return s[len(strings.TrimRightFunc(s, func(r rune) bool { return !unicode.IsDigit(r) })):]
+	}
+	if u := unit(lo); u == unit(hi) {
+		lo = strings.TrimSuffix(lo, u)
+	}
+	return lo + "–" + hi
+}
+
+// writeColumns prints rows as a table whose first left columns are aligned to the left and
+// the others to the right, two spaces apart.
+func writeColumns(w io.Writer, rows [][]string, left int) {
+	var widths []int
+	for _, row := range rows {
+		for i, cell := range row {
+			if i == len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+		}
+	}
+	for _, row := range rows {
+		var line strings.Builder
+		for i, cell := range row {
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell))
+			if i > 0 {
+				line.WriteString("  ")
+			}
+			if i < left {
+				line.WriteString(cell + pad)
+			} else {
+				line.WriteString(pad + cell)
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(line.String(), " "))
 	}
 }
 

@@ -77,7 +77,11 @@ func openRecommended(client *redis.Client, ns string, db *database, cfg *config)
 // invalidates softly (Invalidate) when soft is set, and deletes (Delete) otherwise.
 func openStampede(soft bool, opts ...stampede.Option) func(*redis.Client, string, *database, *config) (instance, error) {
 	return func(client *redis.Client, ns string, db *database, cfg *config) (instance, error) {
-		all := append([]stampede.Option{stampede.WithNamespace(ns), stampede.WithTTL(cfg.TTL)}, opts...)
+		all := []stampede.Option{stampede.WithNamespace(ns), stampede.WithTTL(cfg.TTL)}
+		if cfg.RedisTO > 0 {
+			all = append(all, stampede.WithRedisTimeout(cfg.RedisTO))
+		}
+		all = append(all, opts...)
 		c, err := stampede.New[profile](client, all...)
 		if err != nil {
 			return nil, err
