@@ -19,26 +19,26 @@ import (
 )
 
 // TestIntegrationHotKeyAcrossExpiry reads one hot key with a 1 s TTL from 8 instances at 2,000
-// requests/s for 20 s, with a 50 ms loader. With early refresh no request waits for a load and
+// requests/s for 8 s (3 s without early refresh, which shows the stalls but asserts only that
+// nothing fails), with a 50 ms loader. With early refresh no request waits for a load and
 // the key is loaded about once per TTL fleet-wide; without it, every expiry stalls the readers
 // of every instance while one load runs.
 func TestIntegrationHotKeyAcrossExpiry(t *testing.T) {
 	if testing.Short() {
-		t.Skip("20 s per case")
+		t.Skip("8 s")
 	}
 	const (
 		instances = 8
 		rate      = 2000
-		duration  = 20 * time.Second
 		ttl       = time.Second
 		loadTime  = 50 * time.Millisecond
 	)
 	for _, early := range []bool{true, false} {
 		name := map[bool]string{true: "early refresh", false: "no early refresh"}[early]
 		t.Run(name, func(t *testing.T) {
-			beta := 0.0
+			beta, duration := 0.0, 3*time.Second
 			if early {
-				beta = 1
+				beta, duration = 1, 8*time.Second
 			}
 			caches := realFleet(t, instances, stampede.WithTTL(ttl), stampede.WithEarlyRefresh(beta))
 			var loads atomic.Int64

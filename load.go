@@ -172,10 +172,7 @@ func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token
 		c.release(ctx, k, token, key, nil)
 		return result[V]{value: l.value, err: l.err}
 	case l.env != nil:
-		if err := c.fill(ctx, key, k, token, fence, p, l, obs); err != nil && obs.refresh {
-			// A Refresh is a write: its caller must know that Redis did not take it.
-			return result[V]{value: l.value, err: fmt.Errorf("stampede: refresh %q: %w", key, err)}
-		}
+		c.fill(ctx, key, k, token, fence, p, l, obs)
 		return result[V]{value: l.value, err: l.err}
 	case l.uncached:
 		// The loader chose not to cache it: the lease goes, and a waiter elsewhere loads.
@@ -198,9 +195,8 @@ func (c *Cache[V]) settle(ctx context.Context, key string, k scripts.Keys, token
 }
 
 // fill writes a loaded envelope under the fence and keeps it in the L1 unless a newer write
-// fenced it out. It returns the error of a write Redis did not take (or, for a Refresh's,
-// that replicas did not confirm).
-func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, l loaded[V], obs observation[V]) error {
+// fenced it out.
+func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, fence string, p *Policy, l loaded[V], obs observation[V]) {
 	since := c.l1Now()
 	var ack scripts.Ack
 	if obs.refresh {
@@ -223,7 +219,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 		since = obs.since
 	case !ok:
 		c.stats.Add(statFencedLoads)
-		return nil
+		return
 	default:
 		h.Gen = gen
 		if n := c.replicasOf(key, p); n > 0 {
@@ -231,7 +227,6 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 		}
 	}
 	c.keep(key, l.value, h, len(l.env), p, since)
-	return err
 }
 
 // leaseToken is the token a fill under p presents: none without a lease (Singleflight).

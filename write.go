@@ -96,9 +96,12 @@ func (c *Cache[V]) evict(ctx context.Context, key, op string, script evictScript
 // result is what load returns now. If load fails, the old value stays, stale.
 //
 // Refresh returns what load returned. The load runs under ctx and the cache's load timeout.
-// If Redis does not take the new value (or, with WithWriteReplicas, no replica confirms it),
-// Refresh returns the value with that error: Redis keeps the old value, marked stale, and
-// readers refresh it.
+// Refresh's durable step is its first: once it returns, the old value is marked stale and
+// every load in flight fenced out, on every replica WithWriteReplicas asks for. Writing the
+// new value is then best effort: if Redis does not take it (a failover, a slot that stays
+// open while it moves), Refresh still returns it, the failure goes to Stats and Hooks, this
+// instance keeps it in its L1, and the other instances refresh the stale value on their next
+// read.
 // Options change the policy of this write, as for Set.
 func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V], opts ...GetOption) (V, error) {
 	var zero V
