@@ -186,7 +186,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		channel:          c.channel,
 		timeout:          cfg.redisTimeout,
 		log:              cfg.logger,
-		failed:           c.redisReport,
+		failed:           c.redisFailed,
 		handle:           c.onMessage,
 		reset:            c.onSubscribed,
 		ignoresDeadlines: known && !honors,
@@ -205,7 +205,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		c.log.Warn("stampede: cannot subscribe to the namespace's channel; until a subscription succeeds, "+
 			"waiters poll Redis and the L1 keeps entries only 100 ms",
 			"channel", c.channel, "err", err)
-		c.redisReport("subscribe", "", err)
+		c.redisFailed("subscribe", "", err)
 	}
 	c.started.Store(true)
 	c.life.goTracked(func() { c.notify.run(c.life.ctx, first) })

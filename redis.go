@@ -64,8 +64,9 @@ func (c *Cache[V]) redisAnswered() {
 
 // redisReport reports a failed Redis call to Stats and Hooks, and logs the first failure after
 // Redis answered; unlike redisFailed, it leaves the read path's circuit breaker alone: for
-// calls off the read path (the subscription, the topology), which may fail for reasons of
-// their own (a missing ACL permission) while reads work.
+// the topology watcher's INFO, which may fail for reasons of its own (a missing ACL
+// permission) while reads work. (The subscription's failures do feed the breaker: they often
+// mean a failover, during which reads must keep off a replica that may lag.)
 func (c *Cache[V]) redisReport(op, key string, err error) {
 	c.stats.Add(statRedisErrors)
 	c.hooks.redisError(op, key, err)
