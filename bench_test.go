@@ -52,8 +52,12 @@ func benchCache(b *testing.B, client redis.UniversalClient, opts ...stampede.Opt
 }
 
 // BenchmarkL1Hit is Get of a fresh key in the L1.
-func BenchmarkL1Hit(b *testing.B) {
-	c := benchCache(b, redistest.Client(b, redistest.Mini(b)))
+func BenchmarkL1Hit(b *testing.B) { benchL1Hit(b) }
+
+// benchL1Hit measures Gets of one key that the L1 holds, on a cache built with opts: the
+// BenchmarkL1Hit variants differ only in their options.
+func benchL1Hit(b *testing.B, opts ...stampede.Option) {
+	c := benchCache(b, redistest.Client(b, redistest.Mini(b)), opts...)
 	ctx := context.Background()
 	for range 2 { // the second Get finds the value in Redis and keeps it in the L1
 		if _, err := c.Get(ctx, "user:42", loadProfile); err != nil {
@@ -141,23 +145,7 @@ func BenchmarkMissAndLoad(b *testing.B) {
 
 // BenchmarkL1HitNoHotKeys is BenchmarkL1Hit with hot-key detection off: the difference is the
 // detector's cost on the hit path.
-func BenchmarkL1HitNoHotKeys(b *testing.B) {
-	c := benchCache(b, redistest.Client(b, redistest.Mini(b)), stampede.WithoutHotKeys())
-	ctx := context.Background()
-	for range 2 {
-		if _, err := c.Get(ctx, "user:42", loadProfile); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := c.Get(ctx, "user:42", loadProfile); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
+func BenchmarkL1HitNoHotKeys(b *testing.B) { benchL1Hit(b, stampede.WithoutHotKeys()) }
 
 // BenchmarkL2HitDeadline is BenchmarkL2Hit with a request deadline shorter than the cache's
 // Redis timeout, as a service's request context usually has: the call needs no timer of its own.

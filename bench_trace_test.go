@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/stampede-cache/stampede"
-	"github.com/stampede-cache/stampede/internal/redistest"
 )
 
 // noopTracer traces nothing, but is a Tracer: what a hit costs with a tracer installed.
@@ -17,23 +16,7 @@ func (noopTracer) Start(ctx context.Context, _ stampede.Span) (context.Context, 
 
 // BenchmarkL1HitTraced is BenchmarkL1Hit with a Tracer installed, which a hit must not call:
 // the two should not differ beyond noise (docs/benchmarks.md, "Tracing").
-func BenchmarkL1HitTraced(b *testing.B) {
-	c := benchCache(b, redistest.Client(b, redistest.Mini(b)), stampede.WithTracer(noopTracer{}))
-	ctx := context.Background()
-	for range 2 { // the second Get finds the value in Redis and keeps it in the L1
-		if _, err := c.Get(ctx, "user:42", loadProfile); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := c.Get(ctx, "user:42", loadProfile); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
+func BenchmarkL1HitTraced(b *testing.B) { benchL1Hit(b, stampede.WithTracer(noopTracer{})) }
 
 // BenchmarkL2HitTraced is BenchmarkL2Hit with a Tracer installed: the GET of a hit is not
 // traced, and costs one more reading of the clock (for the span a miss would get).

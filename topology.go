@@ -131,6 +131,9 @@ func (c *Cache[V]) lookAtTopology() {
 	}
 	cancel()
 	servers, err := r.servers, r.err
+	if err != nil && c.life.ctx.Err() != nil {
+		return // Close cancelled the call: no failure of Redis
+	}
 	if err != nil {
 		// Reported, not fed to the read path's breaker: INFO may be refused (an ACL without it)
 		// while reads work. Failover and restart detection, and waiting for replicas, are off
