@@ -16,7 +16,7 @@ func newTestL1(t *testing.T) *l1[string] {
 	t.Helper()
 	clock := coarse.New(time.Millisecond)
 	t.Cleanup(clock.Stop)
-	l, err := newL1[string](100, 0, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
+	l, err := newL1[string](100, 0, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler), false)
 	require.NoError(t, err)
 	t.Cleanup(l.close)
 	return l
@@ -90,7 +90,7 @@ func TestL1BoundedInBytes(t *testing.T) {
 	clock := coarse.New(time.Millisecond)
 	t.Cleanup(clock.Stop)
 	const limit = 100_000
-	l, err := newL1[string](1, limit, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
+	l, err := newL1[string](1, limit, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler), false)
 	require.NoError(t, err)
 	t.Cleanup(l.close)
 	now := clock.NowNano()

@@ -47,6 +47,13 @@ type notifier struct {
 	// (no ContextTimeoutEnabled), so calls that could block are bounded here.
 	ignoresDeadlines bool
 
+	// sharded: the channel is an eviction stripe's (coalesce.go), subscribed with SSUBSCRIBE
+	// unless plain says that Redis has no sharded pub/sub; each message goes to raw, and
+	// nobody waits on it.
+	sharded bool
+	plain   *atomic.Bool
+	raw     func(payload string)
+
 	subscribed atomic.Bool  // a confirmed subscription carries messages
 	lostAt     atomic.Int64 // when a subscription was last lost, Unix nanoseconds
 
@@ -133,8 +140,13 @@ func (n *notifier) subscribe(ctx context.Context) (*redis.PubSub, error) {
 	}
 	n.ps = ps
 	n.mu.Unlock()
+	sharded := n.sharded && !n.plain.Load()
 	confirm := func() error {
-		if err := ps.Subscribe(ctx, n.channel); err != nil {
+		subscribe := ps.Subscribe
+		if sharded {
+			subscribe = ps.SSubscribe
+		}
+		if err := subscribe(ctx, n.channel); err != nil {
 			return err
 		}
 		msg, err := ps.ReceiveTimeout(ctx, n.timeout)
@@ -159,6 +171,11 @@ func (n *notifier) subscribe(ctx context.Context) (*redis.PubSub, error) {
 	n.mu.Unlock()
 	if err != nil {
 		n.closePubSub(ps)
+		if sharded && scripts.IsUnknownCommand(err) {
+			// No sharded pub/sub (Redis 6, an in-process Redis): the flushes PUBLISH instead.
+			n.plain.Store(true)
+			return n.subscribe(ctx)
+		}
 		return nil, err
 	}
 	return ps, nil
@@ -235,6 +252,10 @@ func (n *notifier) receive(ctx context.Context, ps *redis.PubSub) error {
 		pinged = false
 		switch m := msg.(type) {
 		case *redis.Message:
+			if n.raw != nil {
+				n.raw(m.Payload)
+				continue
+			}
 			parsed, err := scripts.ParseMessage(m.Payload)
 			if err != nil {
 				n.log.Warn("stampede: ignoring a malformed message", "channel", n.channel, "err", err)
@@ -243,7 +264,7 @@ func (n *notifier) receive(ctx context.Context, ps *redis.PubSub) error {
 			n.handle(parsed)
 			n.wake(parsed, false)
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
 				// go-redis reconnected and subscribed again by itself: messages may be lost.
 				n.confirmed()
 			}
