@@ -73,8 +73,8 @@ type Cache[V any] struct {
 	reads     *flight.Group[readResult] // one GET of a key at a time in this instance
 	flights   *flight.Group[result[V]]  // one load (or lease wait) of a key at a time
 	notify    notifier
-	shards    []*notifier  // the eviction stripes' subscriptions (coalesce.go); none without an L1
-	evictions *evictions // nil with WithEvictionWindow(0)
+	shards    []*notifier // the eviction stripes' subscriptions (coalesce.go); none without an L1
+	evictions *evictions  // nil with WithEvictionWindow(0)
 	refreshes refreshes
 	orphans   orphans
 	breaker   *breaker.Breaker // skips Redis on the read path while it keeps failing

@@ -29,8 +29,8 @@ const (
 // instance's sweep flushes the buffer once it is older than a window and the Redis timeout.
 type evictions struct {
 	window  time.Duration
-	channel string              // the namespace's: what plain routes name
-	stripes []scripts.Stripe    // one on a single node, clusterStripes on a cluster
+	channel string               // the namespace's: what plain routes name
+	stripes []scripts.Stripe     // one on a single node, clusterStripes on a cluster
 	cluster *redis.ClusterClient // nil but on a cluster
 	plain   atomic.Bool          // Redis has no sharded pub/sub: flush with PUBLISH, SUBSCRIBE
 

@@ -198,4 +198,3 @@ func ParseEvictions(dst []Eviction, s string) ([]Eviction, error) {
 func IsUnknownCommand(err error) bool {
 	return err != nil && strings.Contains(strings.ToLower(err.Error()), "unknown command")
 }
-
