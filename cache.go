@@ -210,6 +210,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 					sharded:          true,
 					plain:            &c.evictions.plain,
 					raw:              c.onEvictions,
+					pubsub:           c.shardPubSub(s.Channel, known && !honors),
 				})
 			}
 		}

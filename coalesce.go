@@ -218,6 +218,26 @@ func (c *Cache[V]) refreshStripes() {
 	}
 }
 
+// shardPubSub returns how a stripe's subscription opens its PubSub: on a cluster, on the
+// master of the channel's slot, as the cluster client knows it now. go-redis would send a
+// ReadOnly client's to a replica, and keep a PubSub on its node across reconnections: a replica
+// outlives its master, and a subscription there would not notice that the master died before
+// it flushed a window whose writes returned. A subscription to the master fails with it, and the
+// L1 is cleared. Elsewhere (or for a client that ignores deadlines, whose slot lookup could
+// block) it returns nil: the client's own Subscribe.
+func (c *Cache[V]) shardPubSub(channel string, ignoresDeadlines bool) func(context.Context) *redis.PubSub {
+	cc := c.evictions.cluster
+	if cc == nil || ignoresDeadlines {
+		return nil
+	}
+	return func(ctx context.Context) *redis.PubSub {
+		if m, err := cc.MasterForKey(ctx, channel); err == nil {
+			return m.Subscribe(ctx)
+		}
+		return c.client.Subscribe(ctx)
+	}
+}
+
 // onEvictions applies a message of a stripe's channel: every key of the L1 whose hash it names
 // is evicted, at the generation it names.
 func (c *Cache[V]) onEvictions(payload string) {

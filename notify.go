@@ -28,6 +28,8 @@ const (
 	resubscribeMax = 400 * time.Millisecond
 )
 
+var errUnsubscribed = errors.New("stampede: Redis ended the subscription")
+
 // notifier owns a Cache's one pub/sub subscription, on its namespace's channel, and hands each
 // message to the waiters of its key and to the cache (which evicts the key from its L1).
 //
@@ -53,6 +55,9 @@ type notifier struct {
 	sharded bool
 	plain   *atomic.Bool
 	raw     func(payload string)
+	// pubsub, if set, opens the subscription's PubSub instead of client.Subscribe: on a
+	// cluster, a stripe's subscription goes to the master of its slot (see shardPubSub).
+	pubsub func(ctx context.Context) *redis.PubSub
 
 	subscribed atomic.Bool  // a confirmed subscription carries messages
 	lostAt     atomic.Int64 // when a subscription was last lost, Unix nanoseconds
@@ -131,7 +136,12 @@ func (n *notifier) wake(m scripts.Message, all bool) {
 func (n *notifier) subscribe(ctx context.Context) (*redis.PubSub, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
-	ps := n.client.Subscribe(ctx) // no channel yet: no I/O
+	var ps *redis.PubSub
+	if n.pubsub != nil {
+		ps = n.pubsub(ctx)
+	} else {
+		ps = n.client.Subscribe(ctx) // no channel yet: no I/O
+	}
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -264,9 +274,15 @@ func (n *notifier) receive(ctx context.Context, ps *redis.PubSub) error {
 			n.handle(parsed)
 			n.wake(parsed, false)
 		case *redis.Subscription:
-			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
+			switch m.Kind {
+			case "subscribe", "ssubscribe":
 				// go-redis reconnected and subscribed again by itself: messages may be lost.
 				n.confirmed()
+			case "sunsubscribe", "unsubscribe":
+				// Redis ended it: a node that no longer serves a shard channel's slot (a
+				// master demoted in a failover, a slot moved) unsubscribes its subscribers,
+				// on a connection that stays up and answers pings.
+				return errUnsubscribed
 			}
 		}
 	}
