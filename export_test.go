@@ -44,3 +44,23 @@ func ValueKey[V any](c *Cache[V], key string) string { return scripts.ValueKey(c
 
 // DefaultEvictionWindow is WithEvictionWindow's default.
 const DefaultEvictionWindow = defaultEvictionWindow
+
+// EvictionSweepEvery is how often a cache flushes buffers whose flusher is lost.
+const EvictionSweepEvery = evictionSweepEvery
+
+// DropStripeSubscription closes the PubSub of the cache's first eviction stripe, as a lost
+// connection would; it reports whether there was one.
+func DropStripeSubscription[V any](c *Cache[V]) bool {
+	if len(c.shards) == 0 {
+		return false
+	}
+	n := c.shards[0]
+	n.mu.Lock()
+	ps := n.ps
+	n.mu.Unlock()
+	if ps == nil {
+		return false
+	}
+	n.closePubSub(ps)
+	return true
+}
