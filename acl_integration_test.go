@@ -49,7 +49,7 @@ func aclDocCommands(t *testing.T) []string {
 				commands = append(commands, c)
 			}
 		}
-		for _, rule := range []string{"-@all", "resetkeys", "resetchannels", "~myapp:{*", "&myapp:events", "&myapp:{myapp~*}:evicted"} {
+		for _, rule := range []string{"-@all", "resetkeys", "resetchannels", "~myapp:{*", "&myapp:events", "&myapp:{~*}:ev"} {
 			require.Contains(t, fields, rule, "the ACL line of %s", aclDocPath)
 		}
 		require.NotEmpty(t, commands, "the ACL line of %s", aclDocPath)
@@ -100,7 +100,7 @@ func newACLUser(t *testing.T, admin *redis.Client, ns string, commands []string)
 	}
 	args := []any{"ACL", "SETUSER", u.name, "reset", "on", ">" + u.pass, "resetkeys", "resetchannels", "-@all",
 		"~" + globQuote(ns) + ":{*", "&" + globQuote(scripts.Channel(ns)),
-		"&" + globQuote(ns) + ":{" + globQuote(ns) + "~*}:evicted"}
+		"&" + globQuote(ns) + ":{~*}:ev"}
 	for _, c := range commands {
 		args = append(args, "+"+c)
 	}

@@ -199,7 +199,9 @@ type fleetResult struct {
 }
 
 func fleetRun(ctx context.Context, cfg *config, e *env, topo fleetTopology, size int, window time.Duration) (fleetResult, error) {
-	ns := e.prefix("fleet", strings.ReplaceAll(topo.name, " ", "-"), strconv.Itoa(size), window.String())
+	// A short namespace, as a service's would be: the stripes' channel names go with every
+	// message, to every instance.
+	ns := fmt.Sprintf("fl%s:%c%d:%v", e.run[:4], topo.name[0], size, window)
 	caches := make([]*stampede.Cache[string], size)
 	var clients []redis.UniversalClient
 	defer func() {

@@ -42,10 +42,12 @@ func KeyHash(key string) uint64 {
 }
 
 // Stripe is one eviction buffer of a namespace and its channel. Both share a hash tag, so on
-// a cluster they live on one node, whose scripts write to the buffer.
+// a cluster they live on one node, whose scripts write to the buffer. The tag is short and
+// shared by every namespace (the channel's name goes with every message); no key of a user key
+// ends in :evictions.
 type Stripe struct {
-	Buffer  string // N:{N~j}:evictions
-	Channel string // N:{N~j}:evicted
+	Buffer  string // N:{~j}:evictions
+	Channel string // N:{~j}:ev
 }
 
 // Stripes returns the n stripes of namespace: stripe i's hash slot lies in the i-th of n equal
@@ -56,9 +58,9 @@ func Stripes(namespace string, n int) []Stripe {
 	for i := range out {
 		lo, hi := i*slots/n, (i+1)*slots/n
 		for j := 0; ; j++ {
-			tag := namespace + "~" + strconv.Itoa(j)
+			tag := "~" + strconv.Itoa(j)
 			if s := int(crc16(tag) % slots); s >= lo && s < hi {
-				out[i] = Stripe{Buffer: namespace + ":{" + tag + "}:evictions", Channel: namespace + ":{" + tag + "}:evicted"}
+				out[i] = Stripe{Buffer: namespace + ":{" + tag + "}:evictions", Channel: namespace + ":{" + tag + "}:ev"}
 				break
 			}
 		}
