@@ -84,6 +84,16 @@ func BenchmarkWriteCost(b *testing.B) {
 	b.Run("raw SET", func(b *testing.B) {
 		run(b, "set", func(i int) { c.Set(ctx, ns+":{"+key(i)+"}", env, time.Minute) })
 	})
+	emptyScript := redis.NewScript(prelude + "return 1")
+	setOnlyScript := redis.NewScript(prelude + "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1")
+	b.Run("the prelude alone", func(b *testing.B) {
+		run(b, "evalsha", func(i int) { emptyScript.Run(ctx, c, []string{KeysFor(ns, key(i)).Value}) })
+	})
+	b.Run("SET in a script", func(b *testing.B) {
+		run(b, "evalsha", func(i int) {
+			setOnlyScript.Run(ctx, c, []string{KeysFor(ns, key(i)).Value}, env, 60000)
+		})
+	})
 	b.Run("Set before #17", func(b *testing.B) {
 		run(b, "evalsha", func(i int) {
 			k := KeysFor(ns, key(i))
