@@ -123,7 +123,8 @@ func atRate(ctx context.Context, rate float64, d time.Duration, write func(i int
 	for now := start; now.Sub(start) < d && ctx.Err() == nil; now = <-t.C {
 		due := int(rate * now.Sub(start).Seconds())
 		for ; n <= due; n++ {
-			wg.Go(func() { write(n) })
+			i := n // n is the loop's, not the iteration's
+			wg.Go(func() { write(i) })
 		}
 	}
 	wg.Wait()
