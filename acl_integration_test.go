@@ -49,7 +49,7 @@ func aclDocCommands(t *testing.T) []string {
 				commands = append(commands, c)
 			}
 		}
-		for _, rule := range []string{"-@all", "resetkeys", "resetchannels", "~myapp:{*", "&myapp:events"} {
+		for _, rule := range []string{"-@all", "resetkeys", "resetchannels", "~myapp:{*", "&myapp:events", "&myapp:{~*}:ev"} {
 			require.Contains(t, fields, rule, "the ACL line of %s", aclDocPath)
 		}
 		require.NotEmpty(t, commands, "the ACL line of %s", aclDocPath)
@@ -99,7 +99,8 @@ func newACLUser(t *testing.T, admin *redis.Client, ns string, commands []string)
 		ns: ns, logs: &captured{},
 	}
 	args := []any{"ACL", "SETUSER", u.name, "reset", "on", ">" + u.pass, "resetkeys", "resetchannels", "-@all",
-		"~" + globQuote(ns) + ":{*", "&" + globQuote(scripts.Channel(ns))}
+		"~" + globQuote(ns) + ":{*", "&" + globQuote(scripts.Channel(ns)),
+		"&" + globQuote(ns) + ":{~*}:ev"}
 	for _, c := range commands {
 		args = append(args, "+"+c)
 	}
@@ -417,6 +418,7 @@ func aclTryPaths(a, b *stampede.Cache[string]) {
 	do(func(ctx context.Context) { _ = a.Delete(ctx, "k") })
 	do(func(ctx context.Context) { _, _ = a.Refresh(ctx, "k", load) })
 	do(func(ctx context.Context) { _, _ = b.Get(ctx, "k", load) })
+	do(func(ctx context.Context) { _ = a.InvalidateAll(ctx) }) // publishes at once, as waiters' notifications do
 }
 
 // aclWait runs writes as a user with the doc's commands on a primary with a replica of its own,

@@ -73,6 +73,8 @@ type Cache[V any] struct {
 	reads     *flight.Group[readResult] // one GET of a key at a time in this instance
 	flights   *flight.Group[result[V]]  // one load (or lease wait) of a key at a time
 	notify    notifier
+	shards    []*notifier // the eviction stripes' subscriptions (coalesce.go); none without an L1
+	evictions *evictions  // nil with WithEvictionWindow(0)
 	refreshes refreshes
 	orphans   orphans
 	breaker   *breaker.Breaker // skips Redis on the read path while it keeps failing
@@ -173,7 +175,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 	}
 	c.failures = f
 	if cfg.usesL1() {
-		l1, err := newL1[V](cfg.l1Size, cfg.l1Bytes, cfg.l1TTL, cfg.floorTTL(), c.clock, cfg.logger)
+		l1, err := newL1[V](cfg.l1Size, cfg.l1Bytes, cfg.l1TTL, cfg.floorTTL(), c.clock, cfg.logger, cfg.evictionWindow > 0)
 		if err != nil {
 			f.close()
 			c.clock.Stop()
@@ -192,7 +194,28 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		ignoresDeadlines: known && !honors,
 		kick:             make(chan struct{}, 1),
 	}
-	first, err := c.notify.subscribe(c.life.ctx)
+	c.evictions = newEvictions(cfg.evictionWindow, cfg.namespace, c.channel, client)
+	if c.evictions != nil {
+		if c.l1 != nil {
+			for _, s := range c.evictions.stripes {
+				c.shards = append(c.shards, &notifier{
+					client:           rc,
+					channel:          s.Channel,
+					timeout:          cfg.redisTimeout,
+					log:              cfg.logger,
+					failed:           c.redisFailed,
+					reset:            c.onSubscribed,
+					ignoresDeadlines: known && !honors,
+					kick:             make(chan struct{}, 1),
+					sharded:          true,
+					plain:            &c.evictions.plain,
+					raw:              c.onEvictions,
+					pubsub:           c.shardPubSub(s.Channel, known && !honors),
+				})
+			}
+		}
+	}
+	first, err := c.subscribeAll()
 	if err != nil && cfg.failFast {
 		c.life.close(func() {})
 		c.stop()
@@ -200,6 +223,9 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 	}
 	if err == nil {
 		c.notify.confirmed()
+		for _, n := range c.shards {
+			n.confirmed()
+		}
 		c.readInvalidateAll(c.life.ctx)
 	} else {
 		c.log.Warn("stampede: cannot subscribe to the namespace's channel; until a subscription succeeds, "+
@@ -208,7 +234,13 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		c.redisFailed("subscribe", "", err)
 	}
 	c.started.Store(true)
-	c.life.goTracked(func() { c.notify.run(c.life.ctx, first) })
+	c.life.goTracked(func() { c.notify.run(c.life.ctx, first[0]) })
+	for i, n := range c.shards {
+		c.life.goTracked(func() { n.run(c.life.ctx, first[i+1]) })
+	}
+	if c.evictions != nil {
+		c.life.goTracked(c.sweepEvictions)
+	}
 	c.life.goTracked(c.watchTopology) // it looks at once: writes soon know whether to wait for replicas
 	if c.hot != nil {
 		c.life.goTracked(c.watchHotKeys)
@@ -322,10 +354,37 @@ func (c *Cache[V]) newToken() string {
 // and what it returns is dropped. Calls after Close return ErrClosed. Close is idempotent and
 // returns nil; it does not close the Redis client.
 func (c *Cache[V]) Close() error {
-	if c.life.close(c.notify.close) {
+	if c.life.close(c.closeSubscriptions) {
 		c.stop()
 	}
 	return nil
+}
+
+// subscribeAll subscribes to the namespace's channel and to every eviction stripe's, each
+// within the Redis timeout. It returns the subscriptions it confirmed (nil for the others), in
+// that order, and the first error.
+func (c *Cache[V]) subscribeAll() ([]*redis.PubSub, error) {
+	subs := make([]*redis.PubSub, 1+len(c.shards))
+	lines := append([]*notifier{&c.notify}, c.shards...)
+	for i, n := range lines {
+		ps, err := n.subscribe(c.life.ctx)
+		if err != nil {
+			// The run loops subscribe again; until every line is confirmed none counts.
+			for j, ps := range subs[:i] {
+				lines[j].closePubSub(ps)
+			}
+			return make([]*redis.PubSub, len(subs)), err
+		}
+		subs[i] = ps
+	}
+	return subs, nil
+}
+
+func (c *Cache[V]) closeSubscriptions() {
+	c.notify.close()
+	for _, n := range c.shards {
+		n.close()
+	}
 }
 
 // stop stops what New started besides goroutines: the back-off's and the L1's, and the clock.

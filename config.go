@@ -37,6 +37,7 @@ type config struct {
 	backoffBase    time.Duration
 	backoffMax     time.Duration
 	writeReplicas  int
+	evictionWindow time.Duration // 0: every eviction is published at once
 	hotKeys        HotKeys
 	hotKeysOff     bool
 	replicaTTL     time.Duration
@@ -60,6 +61,7 @@ func defaultConfig() config {
 		backoffBase:    100 * time.Millisecond,
 		backoffMax:     5 * time.Second,
 		writeReplicas:  1,
+		evictionWindow: defaultEvictionWindow,
 	}
 }
 
@@ -88,6 +90,8 @@ func (c *config) validate() error {
 	check(len(c.version) > envelope.MaxTag, "WithVersion: %d bytes, at most %d", len(c.version), envelope.MaxTag)
 	check(c.logger == nil, "WithLogger: nil logger")
 	check(c.writeReplicas < 0, "WithWriteReplicas(%d): must not be negative", c.writeReplicas)
+	check(c.evictionWindow < 0 || c.evictionWindow > maxEvictionWindow,
+		"WithEvictionWindow(%v): must be between 0 and %v", c.evictionWindow, maxEvictionWindow)
 	check(c.refreshWorkers <= 0, "WithRefreshWorkers(%d): must be positive", c.refreshWorkers)
 	check(c.backoffBase < 0 || c.backoffMax < c.backoffBase || c.backoffBase == 0 && c.backoffMax != 0,
 		"WithFailureBackoff(%v, %v): need 0 <= base <= max, or both 0 (off)", c.backoffBase, c.backoffMax)

@@ -123,3 +123,11 @@ func (d deadlineClient) Info(ctx context.Context, sections ...string) *redis.Str
 		return cmd
 	})
 }
+
+func (d deadlineClient) PTTL(ctx context.Context, key string) *redis.DurationCmd {
+	return bounded(ctx, func() *redis.DurationCmd { return d.redisClient.PTTL(ctx, key) }, func(err error) *redis.DurationCmd {
+		cmd := redis.NewDurationCmd(ctx, time.Millisecond)
+		cmd.SetErr(err)
+		return cmd
+	})
+}

@@ -36,7 +36,7 @@ func (c *Cache[V]) onSubscribed() {
 	if c.l1 != nil {
 		c.l1.clear()
 	}
-	if c.notify.subscribed.Load() && c.started.Load() { // New reads it itself
+	if c.subscribed() && c.started.Load() { // New reads it itself
 		c.life.goTracked(func() { c.readInvalidateAll(c.life.ctx) })
 	}
 }

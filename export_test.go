@@ -11,7 +11,7 @@ import (
 func SetRand[V any](c *Cache[V], f func() float64) { c.rand = f }
 
 // Subscribed reports whether the cache has a confirmed subscription.
-func Subscribed[V any](c *Cache[V]) bool { return c.notify.subscribed.Load() }
+func Subscribed[V any](c *Cache[V]) bool { return c.subscribed() }
 
 // InL1 reports whether key has an entry in the cache's L1.
 func InL1[V any](c *Cache[V], key string) bool {
@@ -41,3 +41,26 @@ func WriteReplicas[V any](c *Cache[V]) int { return c.ack().Replicas }
 
 // ValueKey is the Redis key of key's value in c's namespace.
 func ValueKey[V any](c *Cache[V], key string) string { return scripts.ValueKey(c.namespace, key) }
+
+// DefaultEvictionWindow is WithEvictionWindow's default.
+const DefaultEvictionWindow = defaultEvictionWindow
+
+// EvictionSweepEvery is how often a cache flushes buffers whose flusher is lost.
+const EvictionSweepEvery = evictionSweepEvery
+
+// DropStripeSubscription closes the PubSub of the cache's first eviction stripe, as a lost
+// connection would; it reports whether there was one.
+func DropStripeSubscription[V any](c *Cache[V]) bool {
+	if len(c.shards) == 0 {
+		return false
+	}
+	n := c.shards[0]
+	n.mu.Lock()
+	ps := n.ps
+	n.mu.Unlock()
+	if ps == nil {
+		return false
+	}
+	n.closePubSub(ps)
+	return true
+}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -113,4 +114,11 @@ func getAll(ctx context.Context, caches []*stampede.Cache[string], n int, key st
 	close(start)
 	wg.Wait()
 	return values, errs
+}
+
+// afterWindow lets the eviction window of the writes made so far end, in a synctest bubble, and
+// their evictions reach every instance.
+func afterWindow() {
+	time.Sleep(stampede.DefaultEvictionWindow)
+	synctest.Wait()
 }

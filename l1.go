@@ -57,10 +57,14 @@ type l1[V any] struct {
 	cleared  atomic.Uint64                     // the seq of the last clear
 	evicted  atomic.Uint64                     // the seq of the last eviction
 	bytes    atomic.Int64                      // the estimated bytes of the entries (see weight)
+	index    *hashIndex                        // keys by hash, for coalesced evictions; nil without
 }
 
-func newL1[V any](size int, maxBytes int64, ttl, floorTTL time.Duration, clock otter.Clock, log *slog.Logger) (*l1[V], error) {
+func newL1[V any](size int, maxBytes int64, ttl, floorTTL time.Duration, clock otter.Clock, log *slog.Logger, hashed bool) (*l1[V], error) {
 	l := &l1[V]{clock: clock, ttl: ttl, floorTTL: floorTTL}
+	if hashed {
+		l.index = new(hashIndex)
+	}
 	opts := &otter.Options[string, *l1Entry[V]]{
 		MaximumSize: size,
 		Clock:       clock,
@@ -69,6 +73,9 @@ func newL1[V any](size int, maxBytes int64, ttl, floorTTL time.Duration, clock o
 		}),
 		OnAtomicDeletion: func(e otter.DeletionEvent[string, *l1Entry[V]]) {
 			l.bytes.Add(-int64(weight(e.Key, e.Value)))
+			if l.index != nil && e.Cause != otter.CauseReplacement {
+				l.index.remove(e.Key)
+			}
 		},
 		Logger: otterLogger{log},
 	}
@@ -133,6 +140,9 @@ func (l *l1[V]) store(key string, e l1Entry[V], since mark, until int64, ttl tim
 		if found && newer(old, &e, since) {
 			return old, otter.CancelOp
 		}
+		if !found && l.index != nil && !l.index.admit(key, e.h.Gen, since, now) {
+			return old, otter.CancelOp
+		}
 		l.bytes.Add(int64(weight(key, &e)))
 		return &e, otter.WriteOp
 	})
@@ -157,8 +167,25 @@ func (l *l1[V]) evict(key string, gen uint64) {
 		}
 		tomb := &l1Entry[V]{h: envelope.Header{Gen: gen}, keep: l.floorTTL, seq: seq, tomb: true}
 		l.bytes.Add(int64(weight(key, tomb)))
+		if !found && l.index != nil {
+			l.index.add(key)
+		}
 		return tomb, otter.WriteOp
 	})
+}
+
+// evictHash applies a coalesced eviction: every key of the L1 with hash h was written or
+// removed at gen. Those it holds give way to tombstones as for evict; for those it does not,
+// the hash keeps a floor as long as a tombstone (see hashIndex). It returns the keys it held.
+func (l *l1[V]) evictHash(h, gen uint64) []string {
+	seq := l.seq.Add(1)
+	l.evicted.Store(seq)
+	now := l.clock.NowNano()
+	keys := l.index.floor(h, gen, seq, now, now+int64(l.floorTTL))
+	for _, key := range keys {
+		l.evict(key, gen)
+	}
+	return keys
 }
 
 // clear drops every entry, for when invalidation messages may have been lost.
@@ -211,7 +238,7 @@ func (c *Cache[V]) keepAtMost(key string, v V, h envelope.Header, size int, p *P
 	if limit > 0 {
 		ttl = min(ttl, limit)
 	}
-	if !c.notify.subscribed.Load() {
+	if !c.subscribed() {
 		// No message can evict it: it may serve a replaced value only briefly.
 		ttl = min(ttl, unsubscribedL1TTL)
 	}

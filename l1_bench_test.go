@@ -61,7 +61,7 @@ func BenchmarkL1Memory(b *testing.B) {
 				before := heapInUse()
 				clock := coarse.New(time.Millisecond)
 				defer clock.Stop()
-				l, err := newL1[[]byte](memEntries, mode.maxBytes, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
+				l, err := newL1[[]byte](memEntries, mode.maxBytes, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler), false)
 				if err != nil {
 					b.Fatal(err)
 				}

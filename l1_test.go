@@ -4,19 +4,21 @@ import (
 	"fmt"
 	"log/slog"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/stampede-cache/stampede/internal/coarse"
 	"github.com/stampede-cache/stampede/internal/envelope"
+	"github.com/stampede-cache/stampede/internal/scripts"
 )
 
 func newTestL1(t *testing.T) *l1[string] {
 	t.Helper()
 	clock := coarse.New(time.Millisecond)
 	t.Cleanup(clock.Stop)
-	l, err := newL1[string](100, 0, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
+	l, err := newL1[string](100, 0, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler), false)
 	require.NoError(t, err)
 	t.Cleanup(l.close)
 	return l
@@ -90,7 +92,7 @@ func TestL1BoundedInBytes(t *testing.T) {
 	clock := coarse.New(time.Millisecond)
 	t.Cleanup(clock.Stop)
 	const limit = 100_000
-	l, err := newL1[string](1, limit, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler))
+	l, err := newL1[string](1, limit, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler), false)
 	require.NoError(t, err)
 	t.Cleanup(l.close)
 	now := clock.NowNano()
@@ -104,4 +106,36 @@ func TestL1BoundedInBytes(t *testing.T) {
 	require.Greater(t, bytes, int64(limit/2), "it holds what fits")
 	require.InDelta(t, 1000+200+5, float64(bytes)/float64(entries), 10, "about 1.2 KB per entry")
 	require.Greater(t, entries, 1, "bounded by bytes, not by WithL1's size")
+}
+
+// TestL1HashIndex: a coalesced eviction finds the keys of its hash, even one stored over an
+// expired entry (otter reports that entry's deletion after the write that replaced it); for a
+// key the L1 does not hold, it lays a floor that refuses a read that began before it.
+func TestL1HashIndex(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clock := coarse.New(time.Millisecond)
+		t.Cleanup(clock.Stop)
+		l, err := newL1[string](100, 0, time.Hour, time.Second, clock, slog.New(slog.DiscardHandler), true)
+		require.NoError(t, err)
+		t.Cleanup(l.close)
+		hash := scripts.KeyHash
+		until := time.Now().Add(time.Hour).UnixNano()
+
+		l.store("k", entry("v1", 5), l.mark(), until, time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // expired, not yet removed (fake time)
+		l.store("k", entry("v2", 6), l.mark(), until, time.Hour)
+		require.Equal(t, []string{"k"}, l.evictHash(hash("k"), 7), "the index still has k")
+		_, ok := held(l, "k")
+		require.False(t, ok)
+
+		since := l.mark()
+		require.Empty(t, l.evictHash(hash("new"), 9))
+		l.store("new", entry("old", 8), since, until, time.Hour)
+		_, ok = held(l, "new")
+		require.False(t, ok, "the hash's floor refuses an older generation")
+		l.store("new", entry("current", 9), since, until, time.Hour)
+		v, ok := held(l, "new")
+		require.True(t, ok)
+		require.Equal(t, "current", v)
+	})
 }

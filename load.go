@@ -204,11 +204,14 @@ func (c *Cache[V]) fill(ctx context.Context, key string, k scripts.Keys, token, 
 	}
 	sctx, span := c.tracer.start(ctx, Span{Op: SpanRedisFill, Key: key})
 	rctx, cancel := c.redisContext(sctx)
-	gen, ok, err := scripts.Fill(rctx, c.client, k, scripts.FillArgs{
+	route, stripe := c.route(rctx, key, k.Value)
+	w, ok, err := scripts.Fill(rctx, c.client, k, scripts.FillArgs{
 		Token: leaseToken(token, p), Fence: fence, Envelope: l.env, Ack: ack,
-		TTL: p.hardTTL(l.fresh), GenTTL: c.genTTL, Channel: c.channel, Key: key,
+		TTL: p.hardTTL(l.fresh), GenTTL: c.genTTL, Channel: route, Key: key,
 	})
 	cancel()
+	c.wrote(stripe, w.Opened || err != nil)
+	gen := w.Gen
 	span.done(err)
 	h := l.h
 	switch {

@@ -28,6 +28,8 @@ const (
 	resubscribeMax = 400 * time.Millisecond
 )
 
+var errUnsubscribed = errors.New("stampede: Redis ended the subscription")
+
 // notifier owns a Cache's one pub/sub subscription, on its namespace's channel, and hands each
 // message to the waiters of its key and to the cache (which evicts the key from its L1).
 //
@@ -46,6 +48,16 @@ type notifier struct {
 	// ignoresDeadlines: the client does not apply a context's deadline to its connections
 	// (no ContextTimeoutEnabled), so calls that could block are bounded here.
 	ignoresDeadlines bool
+
+	// sharded: the channel is an eviction stripe's (coalesce.go), subscribed with SSUBSCRIBE
+	// unless plain says that Redis has no sharded pub/sub; each message goes to raw, and
+	// nobody waits on it.
+	sharded bool
+	plain   *atomic.Bool
+	raw     func(payload string)
+	// pubsub, if set, opens the subscription's PubSub instead of client.Subscribe: on a
+	// cluster, a stripe's subscription goes to the master of its slot (see shardPubSub).
+	pubsub func(ctx context.Context) *redis.PubSub
 
 	subscribed atomic.Bool  // a confirmed subscription carries messages
 	lostAt     atomic.Int64 // when a subscription was last lost, Unix nanoseconds
@@ -124,7 +136,12 @@ func (n *notifier) wake(m scripts.Message, all bool) {
 func (n *notifier) subscribe(ctx context.Context) (*redis.PubSub, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
-	ps := n.client.Subscribe(ctx) // no channel yet: no I/O
+	var ps *redis.PubSub
+	if n.pubsub != nil {
+		ps = n.pubsub(ctx)
+	} else {
+		ps = n.client.Subscribe(ctx) // no channel yet: no I/O
+	}
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -133,8 +150,13 @@ func (n *notifier) subscribe(ctx context.Context) (*redis.PubSub, error) {
 	}
 	n.ps = ps
 	n.mu.Unlock()
+	sharded := n.sharded && !n.plain.Load()
 	confirm := func() error {
-		if err := ps.Subscribe(ctx, n.channel); err != nil {
+		subscribe := ps.Subscribe
+		if sharded {
+			subscribe = ps.SSubscribe
+		}
+		if err := subscribe(ctx, n.channel); err != nil {
 			return err
 		}
 		msg, err := ps.ReceiveTimeout(ctx, n.timeout)
@@ -159,6 +181,11 @@ func (n *notifier) subscribe(ctx context.Context) (*redis.PubSub, error) {
 	n.mu.Unlock()
 	if err != nil {
 		n.closePubSub(ps)
+		if sharded && scripts.IsUnknownCommand(err) {
+			// No sharded pub/sub (Redis 6, an in-process Redis): the flushes PUBLISH instead.
+			n.plain.Store(true)
+			return n.subscribe(ctx)
+		}
 		return nil, err
 	}
 	return ps, nil
@@ -235,6 +262,10 @@ func (n *notifier) receive(ctx context.Context, ps *redis.PubSub) error {
 		pinged = false
 		switch m := msg.(type) {
 		case *redis.Message:
+			if n.raw != nil {
+				n.raw(m.Payload)
+				continue
+			}
 			parsed, err := scripts.ParseMessage(m.Payload)
 			if err != nil {
 				n.log.Warn("stampede: ignoring a malformed message", "channel", n.channel, "err", err)
@@ -243,9 +274,15 @@ func (n *notifier) receive(ctx context.Context, ps *redis.PubSub) error {
 			n.handle(parsed)
 			n.wake(parsed, false)
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+			switch m.Kind {
+			case "subscribe", "ssubscribe":
 				// go-redis reconnected and subscribed again by itself: messages may be lost.
 				n.confirmed()
+			case "sunsubscribe", "unsubscribe":
+				// Redis ended it: a node that no longer serves a shard channel's slot (a
+				// master demoted in a failover, a slot moved) unsubscribes its subscribers,
+				// on a connection that stays up and answers pings.
+				return errUnsubscribed
 			}
 		}
 	}

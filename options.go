@@ -132,6 +132,27 @@ func WithFailFast() Option {
 	return option(func(c *config) { c.failFast = true })
 }
 
+// WithEvictionWindow sets how long the evictions that writes send to the other instances' L1s
+// are gathered before they go out together. Every Set, Delete, Invalidate and Refresh (and
+// every fill that replaced a value) must evict the key from every instance's L1. Sent one
+// message per write, that costs Redis a message per write per instance; gathered, it costs one
+// message per window (per cluster master), carrying a few bytes per key, on sharded pub/sub
+// where Redis has it (SPUBLISH, Redis 7), so that on a cluster it stays on one shard.
+//
+// The window is the price: another instance's L1 may serve the replaced value for up to the
+// window plus a message's latency after the write returned (see docs/operations.md for the
+// measured bound), instead of only the latency. Reads on the writing instance, and on
+// instances without an L1, see the write at once either way, and notifications to callers
+// waiting for a load are never delayed.
+//
+// 0 publishes every eviction at once, one message per write on the namespace's channel, as
+// versions before it did: instances of those versions understand only such messages, so a
+// rolling upgrade from them deploys with 0 first (see docs/operations.md). It must be between 0
+// and 1 s. Default: 10 ms.
+func WithEvictionWindow(d time.Duration) Option {
+	return option(func(c *config) { c.evictionWindow = d })
+}
+
 // WithJitter sets the fraction of each TTL, in [0, 1), that a write takes off at random, so that
 // keys written together expire apart. Default: 0.1.
 func WithJitter(fraction float64) Option {

@@ -17,6 +17,7 @@ type redisClient interface {
 	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
 	Info(ctx context.Context, sections ...string) *redis.StringCmd
+	PTTL(ctx context.Context, key string) *redis.DurationCmd
 	scripts.Scripter
 }
 

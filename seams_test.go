@@ -381,7 +381,7 @@ func TestReplicaCannotBringBackAnOlderValue(t *testing.T) {
 			synctest.Wait()
 		}
 		require.NoError(t, caches[1].Set(ctx, "k", "v2")) // no replicas in its policy
-		synctest.Wait()
+		afterWindow()
 		for i := range 20 {
 			v, err := caches[0].Get(ctx, "k", src.load)
 			require.NoError(t, err)

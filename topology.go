@@ -195,6 +195,9 @@ func (c *Cache[V]) lookAtTopology() {
 		c.l1.clear()
 	}
 	c.notify.move() // resubscribing clears the L1 again, once messages flow from the new primary
+	for _, n := range c.shards {
+		n.move()
+	}
 }
 
 // staleFrom makes every value written before at (Unix nanoseconds) stale: after a restart, or

@@ -28,14 +28,20 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, opts ...GetOption) 
 		return err
 	}
 	since := c.l1Now()
-	var gen uint64
+	k := scripts.KeysFor(c.namespace, key)
+	route, stripe := c.route(ctx, key, k.Value)
+	var w scripts.Written
+	opened := false
 	err = c.durably(ctx, func(ctx context.Context, ack scripts.Ack) (err error) {
-		gen, err = scripts.Set(ctx, c.client, ack, scripts.KeysFor(c.namespace, key), env, p.hardTTL(fresh), c.genTTL, c.channel, key)
+		w, err = scripts.Set(ctx, c.client, ack, k, env, p.hardTTL(fresh), c.genTTL, route, key)
+		opened = opened || w.Opened || err != nil
 		return err
 	})
+	c.wrote(stripe, opened)
 	if err != nil {
 		return c.writeFailed("set", key, err)
 	}
+	gen := w.Gen
 	h.Gen = gen
 	c.failures.clear(key)
 	c.keep(key, v, h, len(env), &p, since)
@@ -65,22 +71,27 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) error {
 	return c.evict(ctx, key, "delete", scripts.Delete)
 }
 
-type evictScript func(ctx context.Context, c scripts.Writer, ack scripts.Ack, k scripts.Keys, genTTL time.Duration, channel, key string) (uint64, error)
+type evictScript func(ctx context.Context, c scripts.Writer, ack scripts.Ack, k scripts.Keys, genTTL time.Duration, channel, key string) (scripts.Written, error)
 
 func (c *Cache[V]) evict(ctx context.Context, key, op string, script evictScript) error {
 	if err := c.check(key); err != nil {
 		return err
 	}
-	var gen uint64
+	k := scripts.KeysFor(c.namespace, key)
+	route, stripe := c.route(ctx, key, k.Value)
+	var w scripts.Written
+	opened := false
 	err := c.durably(ctx, func(ctx context.Context, ack scripts.Ack) (err error) {
-		gen, err = script(ctx, c.client, ack, scripts.KeysFor(c.namespace, key), c.genTTL, c.channel, key)
+		w, err = script(ctx, c.client, ack, k, c.genTTL, route, key)
+		opened = opened || w.Opened || err != nil
 		return err
 	})
+	c.wrote(stripe, opened)
 	if err != nil {
 		return c.writeFailed(op, key, err)
 	}
 	if c.l1 != nil {
-		c.l1.evict(key, gen)
+		c.l1.evict(key, w.Gen)
 	}
 	if p, err := c.policyFor(key, nil); err == nil {
 		if n := c.replicasOf(key, &p); n > 0 {
@@ -117,17 +128,21 @@ func (c *Cache[V]) Refresh(ctx context.Context, key string, load Loader[V], opts
 	}
 	k := scripts.KeysFor(c.namespace, key)
 	token := c.newToken()
-	var fence string
+	route, stripe := c.route(ctx, key, k.Value)
+	var w scripts.Written
+	opened := false
 	err = c.durably(ctx, func(ctx context.Context, ack scripts.Ack) (err error) {
-		fence, err = scripts.BeginRefresh(ctx, c.client, ack, k, token, c.leaseTTL, c.genTTL, c.channel, key)
+		w, err = scripts.BeginRefresh(ctx, c.client, ack, k, token, c.leaseTTL, c.genTTL, route, key)
+		opened = opened || w.Opened || err != nil
 		return err
 	})
+	c.wrote(stripe, opened)
 	if err != nil {
 		return zero, c.writeFailed("refresh", key, err)
 	}
+	fence := strconv.FormatUint(w.Gen, 10)
 	if c.l1 != nil {
-		gen, _ := strconv.ParseUint(fence, 10, 64)
-		c.l1.evict(key, gen)
+		c.l1.evict(key, w.Gen)
 	}
 	if n := c.replicasOf(key, &p); n > 0 {
 		c.dropReplicas(ctx, key, n) // readers go to the primary, which is marked stale

@@ -83,7 +83,7 @@ func TestWritesEvictEveryL1(t *testing.T) {
 				}
 				src.value.Store("v2")
 				require.NoError(t, write(caches[0], src))
-				synctest.Wait()
+				afterWindow()
 				for _, c := range caches[1:] {
 					require.False(t, stampede.InL1(c, "k"), "the write evicted the key from every L1")
 				}
@@ -119,7 +119,7 @@ func TestInvalidateHotKey(t *testing.T) {
 		src.value.Store("new")
 		src.latency = 50 * time.Millisecond
 		require.NoError(t, caches[0].Invalidate(ctx, "hot"))
-		synctest.Wait() // the invalidation reaches every instance
+		afterWindow() // the invalidation reaches every instance
 
 		start := time.Now()
 		values, errs := getAll(ctx, caches, 400, "hot", src.load)
@@ -267,7 +267,7 @@ func TestSetKeepsItsValue(t *testing.T) {
 		// wrote it when the newer write's message comes while it writes.
 		require.NoError(t, caches[0].Set(ctx, "k", "old"))
 		require.NoError(t, caches[1].Set(ctx, "k", "new"))
-		synctest.Wait()
+		afterWindow()
 		v, err := caches[0].Get(ctx, "k", newSource("unused").load)
 		require.NoError(t, err)
 		require.Equal(t, "new", v)

@@ -11,6 +11,9 @@
 //	l2          a hit in Redis, the L1 off, against GET + json.Unmarshal
 //	l1          a hit in the process (parallel), against otter's GetIfPresent
 //	throughput  8 instances, 64 goroutines, Zipf(1.1) keys over 100k keys, 90% hits
+//	fleet       1 to 128 instances holding every key in their L1s, 1,000 writes/s: Redis's CPU and
+//	            output per write, against raw SETs, and the L1 staleness after a write, by
+//	            eviction window; on a single node, and on a cluster with -fleet-cluster
 //
 // It needs a real Redis (-redis, default $STAMPEDE_REDIS_ADDR or 127.0.0.1:6379). The loader of
 // the first two scenarios sleeps in Go behind a counter, or with -postgres runs a pg_sleep query
@@ -74,6 +77,15 @@ type config struct {
 	L1Size     int
 	L1TTL      time.Duration
 
+	// fleet
+	FleetSizes   []int
+	FleetWindows []time.Duration
+	FleetRate    float64
+	FleetKeys    int
+	FleetMeasure time.Duration
+	FleetProbes  int
+	FleetCluster string // comma-separated addresses; empty: the single node only
+
 	// parallel runs the contenders of stampede and hotkey at once, each in namespaces of its
 	// own; only tests set it, to stay short, since contenders that share the CPU disturb each
 	// other's figures.
@@ -81,7 +93,7 @@ type config struct {
 }
 
 // scenarioNames lists the scenarios in the order a run takes them.
-var scenarioNames = []string{"stampede", "hotkey", "l2", "l1", "throughput"}
+var scenarioNames = []string{"stampede", "hotkey", "l2", "l1", "throughput", "fleet"}
 
 func defaultRedis() string {
 	if a := os.Getenv("STAMPEDE_REDIS_ADDR"); a != "" {
@@ -128,6 +140,14 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.L1Size, "l1-size", 10_000, "throughput: L1 entries of stampede with the L1 on")
 	fs.DurationVar(&c.L1TTL, "l1-ttl", 10*time.Second, "throughput: how long stampede's L1 keeps an entry (the library's default is 10s)")
 
+	fleetSizes := fs.String("fleet-sizes", "1,8,32,64,128", "fleet: instance counts, comma-separated, the first the reference")
+	fleetWindows := fs.String("fleet-windows", "0,10ms", "fleet: eviction windows (WithEvictionWindow), comma-separated")
+	fs.Float64Var(&c.FleetRate, "fleet-rate", 1000, "fleet: writes per second, all instances together")
+	fs.IntVar(&c.FleetKeys, "fleet-keys", 2000, "fleet: keys of the working set, every one in every instance's L1")
+	fs.DurationVar(&c.FleetMeasure, "fleet-measure", 5*time.Second, "fleet: how long the writes of each run are measured")
+	fs.IntVar(&c.FleetProbes, "fleet-probes", 100, "fleet: writes whose staleness is measured, on up to 8 instances each")
+	fs.StringVar(&c.FleetCluster, "fleet-cluster", os.Getenv("STAMPEDE_REDIS_CLUSTER_ADDRS"), "fleet: Redis Cluster `addresses`, comma-separated, to run on too; $STAMPEDE_REDIS_CLUSTER_ADDRS sets the default")
+
 	if err := harness.Parse(fs, args); err != nil {
 		return nil, err
 	}
@@ -137,6 +157,20 @@ func parseFlags(args []string) (*config, error) {
 			return nil, fmt.Errorf("-hit-ratios: %w", err)
 		}
 		c.HitRatios = append(c.HitRatios, f)
+	}
+	for v := range strings.SplitSeq(*fleetSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("-fleet-sizes: %w", err)
+		}
+		c.FleetSizes = append(c.FleetSizes, n)
+	}
+	for v := range strings.SplitSeq(*fleetWindows, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			return nil, fmt.Errorf("-fleet-windows: %w", err)
+		}
+		c.FleetWindows = append(c.FleetWindows, d)
 	}
 	if *list {
 		for _, s := range systems() {
@@ -173,6 +207,14 @@ func (c *config) validate() error {
 	check(c.Warmup < 0, "-warmup may not be negative")
 	check(c.Measure <= 0, "-measure must be positive")
 	check(c.L1Size < 1, "-l1-size must be at least 1")
+	check(len(c.FleetSizes) == 0 || slices.ContainsFunc(c.FleetSizes, func(n int) bool { return n < 1 }),
+		"-fleet-sizes must be at least 1")
+	check(len(c.FleetWindows) == 0 || slices.ContainsFunc(c.FleetWindows, func(d time.Duration) bool { return d < 0 }),
+		"-fleet-windows may not be negative")
+	check(!(c.FleetRate > 0), "-fleet-rate must be positive")
+	check(c.FleetKeys < 1, "-fleet-keys must be at least 1")
+	check(c.FleetMeasure <= 0, "-fleet-measure must be positive")
+	check(c.FleetProbes < 0, "-fleet-probes may not be negative")
 	_, err := c.scenarios()
 	p.Add(err)
 	_, err = pickSystems(c.Systems)
@@ -225,6 +267,8 @@ func run(ctx context.Context, cfg *config, out, log io.Writer) error {
 			err = runL1(ctx, cfg, e, out, logf)
 		case "throughput":
 			err = runThroughput(ctx, cfg, e, out, logf)
+		case "fleet":
+			err = runFleet(ctx, cfg, e, out, logf)
 		}
 		if cerr := e.clean(context.WithoutCancel(ctx), e.prefix(name)); err == nil && cerr != nil {
 			err = fmt.Errorf("deleting the keys of %s: %w", name, cerr)

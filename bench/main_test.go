@@ -17,32 +17,38 @@ import (
 // nothing, but every code path of the program runs against the real services.
 func tinyConfig(redis string) *config {
 	return &config{
-		Redis:      redis,
-		PGPool:     5,
-		Scenarios:  "all",
-		Systems:    "all",
-		Instances:  3,
-		Query:      20 * time.Millisecond,
-		Timeout:    5 * time.Second,
-		Callers:    60,
-		Rounds:     1,
-		Rate:       200,
-		Duration:   1200 * time.Millisecond,
-		TTL:        time.Second,
-		Batch:      5 * time.Millisecond,
-		Stale:      10 * time.Second,
-		Benchtime:  "20x",
-		Count:      1,
-		L1Keys:     50,
-		Goroutines: 8,
-		Keys:       500,
-		Zipf:       1.1,
-		HitRatios:  []float64{0.9},
-		Warmup:     50 * time.Millisecond,
-		Measure:    200 * time.Millisecond,
-		L1Size:     10_000,
-		L1TTL:      10 * time.Second,
-		parallel:   true,
+		Redis:        redis,
+		PGPool:       5,
+		Scenarios:    "all",
+		Systems:      "all",
+		Instances:    3,
+		Query:        20 * time.Millisecond,
+		Timeout:      5 * time.Second,
+		Callers:      60,
+		Rounds:       1,
+		Rate:         200,
+		Duration:     1200 * time.Millisecond,
+		TTL:          time.Second,
+		Batch:        5 * time.Millisecond,
+		Stale:        10 * time.Second,
+		Benchtime:    "20x",
+		Count:        1,
+		L1Keys:       50,
+		Goroutines:   8,
+		Keys:         500,
+		Zipf:         1.1,
+		HitRatios:    []float64{0.9},
+		Warmup:       50 * time.Millisecond,
+		Measure:      200 * time.Millisecond,
+		L1Size:       10_000,
+		L1TTL:        10 * time.Second,
+		FleetSizes:   []int{1, 3},
+		FleetWindows: []time.Duration{0, 10 * time.Millisecond},
+		FleetRate:    200,
+		FleetKeys:    50,
+		FleetMeasure: 200 * time.Millisecond,
+		FleetProbes:  5,
+		parallel:     true,
 	}
 }
 
@@ -53,7 +59,7 @@ func TestScenarios(t *testing.T) {
 	cfg := tinyConfig(integrationEnv(t, "STAMPEDE_REDIS_ADDR"))
 	require.NoError(t, cfg.validate())
 	out := runForTest(t, cfg)
-	for _, h := range []string{"## Machine", "## a. ", "## b. ", "## c. ", "## d. ", "## e. "} {
+	for _, h := range []string{"## Machine", "## a. ", "## b. ", "## c. ", "## d. ", "## e. ", "## f. "} {
 		require.Contains(t, out, h)
 	}
 	for _, s := range systems() {

@@ -219,7 +219,8 @@ func TestInvalidation(t *testing.T) {
 		// Delete on a: the next reader loads the new value, everywhere.
 		src.value.Store("v2")
 		require.NoError(t, a.Delete(ctx, "k"))
-		synctest.Wait() // the eviction reached b and c
+		time.Sleep(10 * time.Millisecond) // the eviction window (WithEvictionWindow's default)
+		synctest.Wait()                   // the eviction reached b and c
 		require.Equal(t, "v2", get(b))
 		require.Equal(t, "v2", get(c))
 		require.Equal(t, "v2", get(a))
@@ -227,6 +228,7 @@ func TestInvalidation(t *testing.T) {
 
 		// Set on b: every instance reads it without a load.
 		require.NoError(t, b.Set(ctx, "k", "v3"))
+		time.Sleep(10 * time.Millisecond)
 		synctest.Wait()
 		for _, cache := range caches {
 			require.Equal(t, "v3", get(cache))
@@ -294,6 +296,7 @@ func TestServer(t *testing.T) {
 		require.Equal(t, "Grace", v)
 		require.Equal(t, hits+1, b.Stats().L1Hits, "b is subscribed again")
 		require.NoError(t, a.Delete(ctx, "42"))
+		time.Sleep(10 * time.Millisecond) // the eviction window (WithEvictionWindow's default)
 		synctest.Wait()
 		v, err = b.Get(ctx, "42", src.load)
 		require.NoError(t, err)

@@ -29,11 +29,17 @@ local function gen(key, ttl)
   return g
 end
 
--- bump advances the fence, so that every load that read the old one is refused.
+-- bump advances the fence, so that every load that read the old one is refused. The common
+-- case is one INCR: only a missing fence (INCR made it 1) is recreated from the clock.
 local function bump(key, ttl)
-  gen(key, ttl)
   local g = redis.call('INCR', key)
-  redis.call('PEXPIRE', key, ttl)
+  if g == 1 then
+    local t = redis.call('TIME')
+    g = tonumber(t[1]) * 1000000 + tonumber(t[2]) + 1
+    redis.call('SET', key, string.format('%d', g), 'PX', ttl)
+  else
+    redis.call('PEXPIRE', key, ttl)
+  end
   return g
 end
 
@@ -51,8 +57,56 @@ local function stamp(env, g)
   return string.sub(env, 1, 2) .. be(g, 8) .. string.sub(env, 11)
 end
 
-local function publish(channel, kind, g, key)
-  redis.call('PUBLISH', channel, kind .. be(g, 8) .. be(#key, 4) .. key)
+-- The channel argument of a script is a route (see Route): the namespace's channel, and when
+-- the namespace coalesces evictions, a NUL, the key of its shard's eviction buffer, a NUL and
+-- the user key's 6-byte hash.
+local function channel_of(route)
+  local i = string.find(route, '\0', 1, true)
+  if i then
+    return string.sub(route, 1, i - 1)
+  end
+  return route
+end
+
+-- tell publishes a message about key at once, on the namespace's channel: for waiters, whose
+-- notifications are never delayed. extra follows the key (a Filled message's envelope).
+local function tell(route, kind, g, key, extra)
+  redis.call('PUBLISH', channel_of(route), kind .. be(g, 8) .. be(#key, 4) .. key .. (extra or ''))
+end
+
+-- opened is set when publish found its eviction buffer empty: the script's caller then flushes
+-- it at the end of the window (done returns the generation negated to say so).
+local opened = false
+
+-- publish announces that key was written ('f') or removed ('e') at g, so that every L1 evicts
+-- it. With a plain channel as the route, at once. With a buffered route, it appends the key's
+-- hash and g to the shard's buffer (BufferTTL ms to live), which one message per window
+-- carries (FlushEvictions). If the buffer is not on this node (a cluster whose slots moved
+-- since the caller chose it), the message goes out at once.
+local function publish(route, kind, g, key)
+  local i = string.find(route, '\0', 1, true)
+  if i then
+    local j = string.find(route, '\0', i + 1, true)
+    local buf = string.sub(route, i + 1, j - 1)
+    local rec = string.sub(route, j + 1) .. be(g, 8)
+    local n = redis.pcall('APPEND', buf, rec)
+    if type(n) == 'number' then
+      if n == #rec then
+        redis.call('PEXPIRE', buf, 60000)
+        opened = true
+      end
+      return
+    end
+  end
+  tell(route, kind, g, key)
+end
+
+-- done is what a write returns: g, negated when the write opened its buffer's window.
+local function done(g)
+  if opened then
+    return -g
+  end
+  return g
 end
 
 -- A lease, N:{K}:lock, holds 'token|expiry|waited': expiry in Unix milliseconds of the
@@ -160,7 +214,7 @@ return {2, exp - now}
 var fillScript = redis.NewScript(prelude + `
 local lease = redis.call('GET', KEYS[2])
 if redis.call('GET', KEYS[3]) ~= ARGV[2] or ARGV[1] ~= '' and not mine(lease, ARGV[1]) then
-  if release(KEYS[2], ARGV[1]) then publish(ARGV[6], 'r', 0, ARGV[7]) end
+  if release(KEYS[2], ARGV[1]) then tell(ARGV[6], 'r', 0, ARGV[7]) end
   return false
 end
 local had = redis.call('EXISTS', KEYS[1]) == 1
@@ -173,11 +227,13 @@ release(KEYS[2], ARGV[1])
 if waited and #env <= tonumber(ARGV[8]) then
   -- The waiters get the value with the message: under memory pressure Redis may evict it
   -- before they read it, and they would load again.
-  redis.call('PUBLISH', ARGV[6], 'f' .. be(g, 8) .. be(#ARGV[7], 4) .. ARGV[7] .. env)
-elseif had or waited then
+  tell(ARGV[6], 'f', g, ARGV[7], env)
+elseif waited then
+  tell(ARGV[6], 'f', g, ARGV[7])
+elseif had then
   publish(ARGV[6], 'f', g, ARGV[7])
 end
-return g
+return done(g)
 `)
 
 // KEYS: lock. ARGV: token, channel, message. Deletes the lease if the caller holds it, and
@@ -206,7 +262,7 @@ var setScript = redis.NewScript(prelude + `
 local g = bump(KEYS[2], ARGV[3])
 redis.call('SET', KEYS[1], stamp(ARGV[1], g), 'PX', ARGV[2])
 publish(ARGV[4], 'f', g, ARGV[5])
-return g
+return done(g)
 `)
 
 // KEYS: value, gen. ARGV: gen ms, channel, user key. Soft invalidation.
@@ -214,7 +270,7 @@ var invalidateScript = redis.NewScript(prelude + `
 local g = bump(KEYS[2], ARGV[1])
 invalidate(KEYS[1], g)
 publish(ARGV[2], 'e', g, ARGV[3])
-return g
+return done(g)
 `)
 
 // KEYS: value, gen. ARGV: gen ms, channel, user key. Hard delete.
@@ -222,7 +278,7 @@ var deleteScript = redis.NewScript(prelude + `
 redis.call('DEL', KEYS[1])
 local g = bump(KEYS[2], ARGV[1])
 publish(ARGV[2], 'e', g, ARGV[3])
-return g
+return done(g)
 `)
 
 // KEYS: value, lock, gen. ARGV: token, lease ms, gen ms, channel, user key. Starts a refresh:
@@ -234,7 +290,7 @@ invalidate(KEYS[1], g)
 local now = now_ms()
 hold(KEYS[2], ARGV[1], now + tonumber(ARGV[2]), false, now)
 publish(ARGV[4], 'e', g, ARGV[5])
-return g
+return done(g)
 `)
 
 // MaxMessageValue is the largest envelope a Filled message carries to the waiters of a fill.
@@ -322,17 +378,17 @@ type FillArgs struct {
 }
 
 // Fill writes an envelope under a fence, releases the lease and publishes the outcome. It
-// returns the generation written, or ok false when a newer write fenced the load out.
-func Fill(ctx context.Context, c Scripter, k Keys, a FillArgs) (gen uint64, ok bool, err error) {
+// returns what it wrote, or ok false when a newer write fenced the load out.
+func Fill(ctx context.Context, c Scripter, k Keys, a FillArgs) (w Written, ok bool, err error) {
 	g, err := runAcked(ctx, writer(c), a.Ack, fillScript, []string{k.Value, k.Lock, k.Gen, k.Wait},
 		a.Token, a.Fence, a.Envelope, ms(a.TTL), ms(a.GenTTL), a.Channel, a.Key, MaxMessageValue).Int64()
 	if errors.Is(err, redis.Nil) {
-		return 0, false, nil
+		return Written{}, false, nil
 	}
 	if err != nil {
-		return 0, false, err
+		return Written{}, false, err
 	}
-	return uint64(g), true, nil
+	return written(g), true, nil
 }
 
 // Release deletes the lease if token still holds it, then publishes msg.
@@ -346,45 +402,60 @@ func Extend(ctx context.Context, c Scripter, k Keys, token string, ttl time.Dura
 	return n == 1, err
 }
 
-// Set writes an envelope unconditionally under a new generation, which it returns.
-func Set(ctx context.Context, c Writer, ack Ack, k Keys, env []byte, ttl, genTTL time.Duration, channel, key string) (uint64, error) {
+// Written is what a write did: the generation it wrote under, and whether it opened its
+// eviction buffer's window (see Route): its caller then flushes the buffer when the window ends.
+type Written struct {
+	Gen    uint64
+	Opened bool
+}
+
+// written decodes a write script's reply: the generation, negated when it opened a window.
+func written(g int64) Written {
+	if g < 0 {
+		return Written{Gen: uint64(-g), Opened: true}
+	}
+	return Written{Gen: uint64(g)}
+}
+
+// Set writes an envelope unconditionally under a new generation. channel is a Route.
+func Set(ctx context.Context, c Writer, ack Ack, k Keys, env []byte, ttl, genTTL time.Duration, channel, key string) (Written, error) {
 	open := func() (int64, error) {
 		return writeOpen(ctx, c, ack, k, genTTL, openWrite{what: "s", env: env, ttl: ttl, channel: channel, key: key})
 	}
 	g, err := runWrite(ctx, c, ack, open, setScript, []string{k.Value, k.Gen}, env, ms(ttl), ms(genTTL), channel, key)
-	return uint64(g), err
+	return written(g), err
 }
 
-// Invalidate marks the value stale under a new generation, which it returns.
-func Invalidate(ctx context.Context, c Writer, ack Ack, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
+// Invalidate marks the value stale under a new generation. channel is a Route.
+func Invalidate(ctx context.Context, c Writer, ack Ack, k Keys, genTTL time.Duration, channel, key string) (Written, error) {
 	open := func() (int64, error) {
 		return writeOpen(ctx, c, ack, k, genTTL, openWrite{what: "i", channel: channel, key: key})
 	}
 	g, err := runWrite(ctx, c, ack, open, invalidateScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key)
-	return uint64(g), err
+	return written(g), err
 }
 
-// Delete removes the value under a new generation, which it returns.
-func Delete(ctx context.Context, c Writer, ack Ack, k Keys, genTTL time.Duration, channel, key string) (uint64, error) {
+// Delete removes the value under a new generation. channel is a Route.
+func Delete(ctx context.Context, c Writer, ack Ack, k Keys, genTTL time.Duration, channel, key string) (Written, error) {
 	open := func() (int64, error) {
 		return writeOpen(ctx, c, ack, k, genTTL, openWrite{what: "d", channel: channel, key: key})
 	}
 	g, err := runWrite(ctx, c, ack, open, deleteScript, []string{k.Value, k.Gen}, ms(genTTL), channel, key)
-	return uint64(g), err
+	return written(g), err
 }
 
 // BeginRefresh fences out every load in flight, marks the value stale and takes the lease with
-// token. It returns the fence to fill under.
-func BeginRefresh(ctx context.Context, c Writer, ack Ack, k Keys, token string, leaseTTL, genTTL time.Duration, channel, key string) (string, error) {
+// token. It returns the fence to fill under (Written.Gen). channel is a Route.
+func BeginRefresh(ctx context.Context, c Writer, ack Ack, k Keys, token string, leaseTTL, genTTL time.Duration, channel, key string) (Written, error) {
 	open := func() (int64, error) {
 		return writeOpen(ctx, c, ack, k, genTTL, openWrite{what: "i", channel: channel, key: key, token: token, leaseTTL: leaseTTL})
 	}
 	g, err := runWrite(ctx, c, ack, open, refreshScript, []string{k.Value, k.Lock, k.Gen},
 		token, ms(leaseTTL), ms(genTTL), channel, key)
 	if err != nil {
-		return "", err
+		return Written{}, err
 	}
-	return strconv.FormatInt(g, 10), nil
+	return written(g), nil
 }
 
 // ms formats a duration as whole milliseconds, at least 1, as PX requires.

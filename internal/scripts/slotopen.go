@@ -141,6 +141,8 @@ func writeOpen(ctx context.Context, c Writer, a Ack, k Keys, genTTL time.Duratio
 	case w.what == "s":
 		kind = "f"
 	}
+	// The single-key scripts publish at once: the buffer is another key, elsewhere.
+	w.channel = channelOf(w.channel)
 	var newer int64
 	for {
 		g, err := step(runAcked(ctx, c, a, bumpScript, []string{k.Gen}, ms(genTTL)))

@@ -128,7 +128,7 @@ func openOps(t *testing.T) []openOp {
 		{
 			name: "set",
 			write: func(ctx context.Context, c *redis.Client, k Keys, ns string) (uint64, error) {
-				return Set(ctx, c, Ack{}, k, env(t, `"new"`), time.Minute, genTTL, Channel(ns), "k")
+				return genOf(Set(ctx, c, Ack{}, k, env(t, `"new"`), time.Minute, genTTL, Channel(ns), "k"))
 			},
 			check: func(t *testing.T, c *redis.Client, k Keys, gen uint64) {
 				h, payload := stored(t, c, k)
@@ -142,7 +142,7 @@ func openOps(t *testing.T) []openOp {
 		{
 			name: "invalidate",
 			write: func(ctx context.Context, c *redis.Client, k Keys, ns string) (uint64, error) {
-				return Invalidate(ctx, c, Ack{}, k, genTTL, Channel(ns), "k")
+				return genOf(Invalidate(ctx, c, Ack{}, k, genTTL, Channel(ns), "k"))
 			},
 			check: func(t *testing.T, c *redis.Client, k Keys, gen uint64) {
 				if c.Exists(context.Background(), k.Value).Val() == 0 {
@@ -158,7 +158,7 @@ func openOps(t *testing.T) []openOp {
 		{
 			name: "delete",
 			write: func(ctx context.Context, c *redis.Client, k Keys, ns string) (uint64, error) {
-				return Delete(ctx, c, Ack{}, k, genTTL, Channel(ns), "k")
+				return genOf(Delete(ctx, c, Ack{}, k, genTTL, Channel(ns), "k"))
 			},
 			check: func(t *testing.T, c *redis.Client, k Keys, gen uint64) {
 				require.Zero(t, c.Exists(context.Background(), k.Value).Val())
@@ -168,7 +168,7 @@ func openOps(t *testing.T) []openOp {
 		{
 			name: "refresh",
 			write: func(ctx context.Context, c *redis.Client, k Keys, ns string) (uint64, error) {
-				fence, err := BeginRefresh(ctx, c, Ack{}, k, "refresher", leaseTTL, genTTL, Channel(ns), "k")
+				fence, err := fenceOf(BeginRefresh(ctx, c, Ack{}, k, "refresher", leaseTTL, genTTL, Channel(ns), "k"))
 				if err != nil {
 					return 0, err
 				}
@@ -204,7 +204,7 @@ func TestOpenSlotWritesFallBackToSingleKeys(t *testing.T) {
 					var seen []byte
 					switch state {
 					case "value":
-						_, err := Set(ctx, c, Ack{}, k, env(t, `"old"`), time.Minute, genTTL, Channel(ns), "k")
+						_, err := genOf(Set(ctx, c, Ack{}, k, env(t, `"old"`), time.Minute, genTTL, Channel(ns), "k"))
 						require.NoError(t, err)
 						raw, err := c.Get(ctx, k.Value).Bytes()
 						require.NoError(t, err)
@@ -239,8 +239,8 @@ func TestOpenSlotWritesFallBackToSingleKeys(t *testing.T) {
 							token = "" // a fence without a lease (NoLock)
 						}
 						before, _ := c.Get(ctx, k.Value).Result()
-						_, ok, err := Fill(ctx, c, k, FillArgs{Token: token, Fence: fence, Envelope: env(t, `"stale load"`),
-							TTL: time.Minute, GenTTL: genTTL, Channel: Channel(ns), Key: "k"})
+						_, ok, err := fillOf(Fill(ctx, c, k, FillArgs{Token: token, Fence: fence, Envelope: env(t, `"stale load"`),
+							TTL: time.Minute, GenTTL: genTTL, Channel: Channel(ns), Key: "k"}))
 						require.NoError(t, err)
 						require.False(t, ok, "a load that began before the write must not write after it")
 						after, _ := c.Get(ctx, k.Value).Result()
@@ -248,8 +248,8 @@ func TestOpenSlotWritesFallBackToSingleKeys(t *testing.T) {
 					}
 					if op.name == "refresh" {
 						// The Refresh fills under the fence it got, holding the lease.
-						_, ok, err := Fill(ctx, c, k, FillArgs{Token: "refresher", Fence: strconv.FormatUint(gen, 10), Envelope: env(t, `"refreshed"`),
-							TTL: time.Minute, GenTTL: genTTL, Channel: Channel(ns), Key: "k"})
+						_, ok, err := fillOf(Fill(ctx, c, k, FillArgs{Token: "refresher", Fence: strconv.FormatUint(gen, 10), Envelope: env(t, `"refreshed"`),
+							TTL: time.Minute, GenTTL: genTTL, Channel: Channel(ns), Key: "k"}))
 						require.NoError(t, err)
 						require.True(t, ok)
 					}
@@ -268,14 +268,14 @@ func TestOpenSlotWriteAfterANewerOne(t *testing.T) {
 			backends(t, func(t *testing.T, c *redis.Client, ns string) {
 				ctx := context.Background()
 				k := KeysFor(ns, "k")
-				_, err := Set(ctx, c, Ack{}, k, env(t, `"old"`), time.Minute, genTTL, Channel(ns), "k")
+				_, err := genOf(Set(ctx, c, Ack{}, k, env(t, `"old"`), time.Minute, genTTL, Channel(ns), "k"))
 				require.NoError(t, err)
 				o, h := opened(t, c)
 				var other uint64
 				h.before = func(cmd redis.Cmder) {
 					if other == 0 && cmd.Args()[3] == k.Value {
 						// Another instance's Set, whose script ran, gets in between.
-						g, err := Set(ctx, c, Ack{}, k, env(t, `"old"`), time.Minute, genTTL, Channel(ns), "k")
+						g, err := genOf(Set(ctx, c, Ack{}, k, env(t, `"old"`), time.Minute, genTTL, Channel(ns), "k"))
 						require.NoError(t, err)
 						other = g
 					}
@@ -307,7 +307,7 @@ func TestOpenSlotWriteOverAValueAheadOfItsFence(t *testing.T) {
 		}
 		require.NoError(t, c.Set(ctx, k.Value, ahead, time.Minute).Err())
 		o, _ := opened(t, c)
-		gen, err := Set(ctx, o, Ack{}, k, env(t, `"new"`), time.Minute, genTTL, Channel(ns), "k")
+		gen, err := genOf(Set(ctx, o, Ack{}, k, env(t, `"new"`), time.Minute, genTTL, Channel(ns), "k"))
 		require.NoError(t, err)
 		raw, err := c.Get(ctx, k.Value).Result()
 		require.NoError(t, err)
@@ -328,7 +328,7 @@ func TestOpenSlotAckedWrite(t *testing.T) {
 		ctx := context.Background()
 		k := KeysFor(ns, "k")
 		o, h := opened(t, c)
-		gen, err := Set(ctx, o, Ack{Replicas: 1, Timeout: 5 * time.Millisecond}, k, env(t, `"v"`), time.Minute, genTTL, Channel(ns), "k")
+		gen, err := genOf(Set(ctx, o, Ack{Replicas: 1, Timeout: 5 * time.Millisecond}, k, env(t, `"v"`), time.Minute, genTTL, Channel(ns), "k"))
 		require.ErrorIs(t, err, ErrUnconfirmed)
 		require.Positive(t, h.refused.Load())
 		raw, err := c.Get(ctx, k.Value).Result()
