@@ -40,6 +40,7 @@ type config struct {
 	hotKeys        HotKeys
 	hotKeysOff     bool
 	replicaTTL     time.Duration
+	batch          batchConfig // GetMany's (batchopts.go)
 }
 
 func defaultConfig() config {
@@ -60,6 +61,7 @@ func defaultConfig() config {
 		backoffBase:    100 * time.Millisecond,
 		backoffMax:     5 * time.Second,
 		writeReplicas:  1,
+		batch:          defaultBatchConfig(),
 	}
 }
 
@@ -105,6 +107,7 @@ func (c *config) validate() error {
 	if err := c.policy.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.batch.validate()...)
 	return errors.Join(errs...)
 }
 
