@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -73,13 +74,22 @@ func batchErr(errs map[string]error) error {
 type item[V any] struct {
 	key string
 	p   *Policy
-	obs observation[V]
+	obs *observation[V] // what the reads found, for the flight; nil until a read misses
 	// The result, once done: the value, or an error (ErrNotFound: absent, no failure), and the
 	// header of a stale value served because the load failed.
 	done  bool
 	value V
 	err   error
 	stale *envelope.Header
+}
+
+// o returns it's observation, created at its first use: a key served by the L1 or Redis
+// needs none.
+func (it *item[V]) o() *observation[V] {
+	if it.obs == nil {
+		it.obs = new(observation[V])
+	}
+	return it.obs
 }
 
 func (it *item[V]) set(r result[V]) {
@@ -227,7 +237,7 @@ func (c *Cache[V]) manyFromL1(ctx context.Context, items []item[V], load BatchLo
 					it.set(entryResult(e))
 					continue
 				case fallback:
-					it.obs.stale = e
+					it.o().stale = e
 				}
 			}
 		}
@@ -249,9 +259,9 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, pending []*item[V], load Batc
 	since := c.l1Now()
 	var primary, replicated []*item[V]
 	for _, it := range pending {
-		it.obs.since = since
 		if n := c.replicasOf(it.key, it.p); n > 0 {
-			it.obs.replica = c.replicaKey(it.key, n)
+			o := it.o()
+			o.since, o.replica = since, c.replicaKey(it.key, n)
 			replicated = append(replicated, it)
 		} else {
 			primary = append(primary, it)
@@ -267,19 +277,22 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, pending []*item[V], load Batc
 		return left
 	}
 	raws, err := c.mget(ctx, primary)
+	now := time.Now().UnixNano() // after the read: what it returned is judged as of its reply
 	for i, it := range primary {
-		if err[i] != nil {
+		if err != nil && err[i] != nil {
 			if ctx.Err() != nil {
 				it.set(result[V]{err: ctx.Err()})
 				continue
 			}
-			it.obs.redisDown = true
+			o := it.o()
+			o.redisDown, o.since = true, since
 			left = append(left, it)
 			continue
 		}
-		if raw := raws[i]; raw != nil && c.serveRead(ctx, it, raw, load) {
+		if raw := raws[i]; raw != nil && c.serveRead(ctx, it, raw, now, since, load) {
 			continue
 		}
+		it.o().since = since
 		left = append(left, it)
 	}
 	return left
@@ -287,38 +300,41 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, pending []*item[V], load Batc
 
 // serveRead judges an envelope read from Redis for it, as readL2 does: it serves it (true), or
 // records in its observation what the flight needs to know.
-func (c *Cache[V]) serveRead(ctx context.Context, it *item[V], raw []byte, load BatchLoader[V]) bool {
-	it.obs.seen = seenGen(raw)
+func (c *Cache[V]) serveRead(ctx context.Context, it *item[V], raw []byte, now int64, since mark, load BatchLoader[V]) bool {
 	e, ok := c.decode(it.key, raw)
 	if !ok {
-		it.obs.foreign = c.version != "" && c.foreign(it.key, raw, it.p)
+		o := it.o()
+		o.seen = seenGen(raw)
+		o.foreign = c.version != "" && c.foreign(it.key, raw, it.p)
 		return false
 	}
-	now := time.Now().UnixNano()
 	switch v := c.judgeMany(it.key, &e.h, now, it.p); v {
 	case serve, serveAndRefresh:
 		c.count(statL2Hits, it.key)
-		c.keep(it.key, e.value, e.h, len(raw), it.p, it.obs.since)
+		c.keep(it.key, e.value, e.h, len(raw), it.p, since)
 		if v == serveAndRefresh {
 			c.refreshManyInBackground(ctx, it.key, it.p, load, &e.h, now)
 		}
-		if it.obs.replica != "" && v == serve {
+		if it.obs != nil && it.obs.replica != "" && v == serve {
 			c.copyToReplica(it.obs.replica, raw, e.h, it.p)
 		}
 		it.set(entryResult(&e))
 		return true
 	case fallback:
-		it.obs.stale = escape(e)
+		it.o().stale = escape(e)
 	}
+	it.o().seen = seenGen(raw)
 	return false
 }
 
 // mget reads the values of items: one MGET on a single node; on a cluster, one MGET per slot,
-// pipelined (one round trip per node). It returns each item's envelope (nil if none) and error.
+// pipelined (one round trip per node). It returns each item's envelope (nil if none) and error
+// (errs is nil when there is none).
 func (c *Cache[V]) mget(ctx context.Context, items []*item[V]) ([][]byte, []error) {
 	raws := make([][]byte, len(items))
-	errs := make([]error, len(items))
+	var errs []error // nil while every read succeeds
 	fail := func(err error) {
+		errs = make([]error, len(items))
 		for i := range errs {
 			errs[i] = err
 		}
@@ -329,18 +345,17 @@ func (c *Cache[V]) mget(ctx context.Context, items []*item[V]) ([][]byte, []erro
 	}
 	rctx, cancel := c.redisContext(ctx)
 	defer cancel()
-	rks := make([]string, len(items))
-	for i, it := range items {
-		rks[i] = scripts.ValueKey(c.namespace, it.key)
+	rks := valueKeys(c.namespace, items)
+	var groups [][]int // of a cluster's slots
+	if _, cluster := c.cluster(); cluster {
+		groups = scripts.GroupBySlot(len(items), func(i int) string { return rks[i] }, true)
 	}
-	_, cluster := c.cluster()
-	groups := scripts.GroupBySlot(len(items), func(i int) string { return rks[i] }, cluster)
 	var err error
-	if len(groups) == 1 {
+	if len(groups) <= 1 {
 		var vals []any
 		vals, err = c.client.MGet(rctx, rks...).Result()
 		if err == nil {
-			fillRaws(raws, groups[0], vals)
+			fillRaws(raws, nil, vals)
 		}
 	} else {
 		cmds := make([]*redis.SliceCmd, len(groups))
@@ -356,6 +371,9 @@ func (c *Cache[V]) mget(ctx context.Context, items []*item[V]) ([][]byte, []erro
 		})
 		for g, idx := range groups {
 			if gerr := cmds[g].Err(); gerr != nil {
+				if errs == nil {
+					errs = make([]error, len(items))
+				}
 				for _, i := range idx {
 					errs[i] = gerr
 				}
@@ -373,7 +391,7 @@ func (c *Cache[V]) mget(ctx context.Context, items []*item[V]) ([][]byte, []erro
 		fail(err)
 	default:
 		c.redisFailed("mget", "", err)
-		if len(groups) == 1 {
+		if len(groups) <= 1 {
 			fail(err)
 		}
 	}
@@ -389,15 +407,44 @@ func (d deadlineClient) MGet(ctx context.Context, keys ...string) *redis.SliceCm
 	})
 }
 
-// fillRaws stores an MGET's replies, in the order of idx, in raws.
+// fillRaws stores an MGET's replies, in the order of idx (or of raws, if idx is nil), in raws. The bytes are the strings'
+// own, not a copy: nothing writes to an envelope read from Redis (decode parses it, the codec
+// must not keep it, a copy to a replica sends it), and a batch of 100 keys saves 100 copies.
 func fillRaws(raws [][]byte, idx []int, vals []any) {
-	for j, i := range idx {
-		if j < len(vals) {
-			if s, ok := vals[j].(string); ok {
-				raws[i] = []byte(s)
+	for j := range vals {
+		i := j
+		if idx != nil {
+			i = idx[j]
+		}
+		if i < len(raws) {
+			if s, ok := vals[j].(string); ok && s != "" {
+				raws[i] = unsafe.Slice(unsafe.StringData(s), len(s))
 			}
 		}
 	}
+}
+
+// valueKeys returns the Redis key of each item's value (ValueKey), built in one buffer: one
+// allocation for the batch rather than one per key.
+func valueKeys[V any](namespace string, items []*item[V]) []string {
+	n := 0
+	for _, it := range items {
+		n += len(namespace) + len(it.key) + 4
+	}
+	buf := make([]byte, 0, n)
+	rks := make([]string, len(items))
+	for i, it := range items {
+		start := len(buf)
+		buf = append(buf, namespace...)
+		buf = append(buf, ":{"...)
+		if it.key[0] == '}' || it.key[0] == 0 {
+			buf = append(buf, 0) // as ValueKey escapes it
+		}
+		buf = append(buf, it.key...)
+		buf = append(buf, '}')
+		rks[i] = unsafe.String(&buf[start], len(buf)-start)
+	}
+	return rks
 }
 
 // readReplicas reads a replica of each replicated item (GET and PTTL, pipelined), serves those
@@ -461,7 +508,7 @@ func (c *Cache[V]) manyMisses(ctx context.Context, pending []*item[V], load Batc
 		}
 		c.count(statMisses, it.key)
 		if err, ok := c.failures.active(it.key, now); ok {
-			it.set(c.failed(err, it.obs))
+			it.set(c.failed(err, *it.o()))
 			continue
 		}
 		if l, ok := c.flights.Lead(it.key); ok {
@@ -476,7 +523,7 @@ func (c *Cache[V]) manyMisses(ctx context.Context, pending []*item[V], load Batc
 	done := make(chan struct{}, len(board)+1)
 	boarded := make([]result[V], len(board))
 	for j, it := range board {
-		single, pol, obs := one(load), *it.p, it.obs
+		single, pol, obs := one(load), *it.p, *it.o()
 		// It ends when the flight does or ctx ends (Board's bound), and writes only boarded[j],
 		// which this caller reads after it sent done.
 		go func() {

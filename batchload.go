@@ -40,10 +40,10 @@ func (c *Cache[V]) fetchMany(ctx context.Context, lead []*item[V], results []res
 			}
 		}
 		if err, ok := c.failures.active(it.key, now); ok {
-			results[i] = c.failed(err, it.obs)
+			results[i] = c.failed(err, *it.o())
 			continue
 		}
-		if it.obs.redisDown || it.obs.foreign {
+		if it.o().redisDown || it.o().foreign {
 			alone = append(alone, i)
 		} else {
 			leased = append(leased, i)
@@ -113,7 +113,7 @@ func (c *Cache[V]) acquireMany(ctx context.Context, lead []*item[V], idx []int, 
 				case lr.State == scripts.Changed:
 					if r, ok := c.adoptMany(ctx, it, []byte(lr.Value), since, load); ok {
 						results[i] = r
-					} else if it.obs.foreign {
+					} else if it.o().foreign {
 						alone = append(alone, i) // another version's: leave it
 					} else {
 						again = append(again, i) // changed into something nobody may serve
@@ -188,7 +188,7 @@ func (c *Cache[V]) awaitMany(ctx context.Context, lead []*item[V], held map[stri
 		switch {
 		case m.Kind == scripts.Failed:
 			stopWaiting(i, nil)
-			results[i] = c.failed(&remoteError{msg: m.Err, notFound: m.NotFound}, it.obs)
+			results[i] = c.failed(&remoteError{msg: m.Err, notFound: m.NotFound}, *it.o())
 			return
 		case m.Kind == scripts.Filled && m.Value != "":
 			// The fill sent its value: take it rather than read Redis, which may have evicted it.
@@ -197,7 +197,7 @@ func (c *Cache[V]) awaitMany(ctx context.Context, lead []*item[V], held map[stri
 				results[i] = r
 				return
 			}
-			if it.obs.foreign {
+			if it.o().foreign {
 				stopWaiting(i, nil)
 				*alone = append(*alone, i)
 				return
@@ -272,7 +272,7 @@ func (c *Cache[V]) leaseMany(ctx context.Context, lead []*item[V], idx []int, le
 			i := idx[j]
 			ks[n] = leases[i].k
 			args[n] = scripts.LeaseArgs{Token: leases[i].token, LeaseTTL: c.leaseTTL, GenTTL: c.genTTL,
-				Seen: lead[i].obs.seen, NoLock: lead[i].p.Strategy == Singleflight}
+				Seen: lead[i].o().seen, NoLock: lead[i].p.Strategy == Singleflight}
 		}
 		calls[g] = scripts.LeaseCall(ks, args)
 	}
@@ -309,10 +309,10 @@ func (c *Cache[V]) leaseMany(ctx context.Context, lead []*item[V], idx []int, le
 // adoptMany is adopt for a key of a GetMany: its background refresh goes through the
 // BatchLoader.
 func (c *Cache[V]) adoptMany(ctx context.Context, it *item[V], raw []byte, since mark, load BatchLoader[V]) (result[V], bool) {
-	it.obs.seen = seenGen(raw)
+	it.o().seen = seenGen(raw)
 	e, ok := c.decode(it.key, raw)
 	if !ok {
-		it.obs.foreign = c.version != "" && c.foreign(it.key, raw, it.p)
+		it.o().foreign = c.version != "" && c.foreign(it.key, raw, it.p)
 		return result[V]{}, false
 	}
 	now := time.Now().UnixNano()
@@ -324,7 +324,7 @@ func (c *Cache[V]) adoptMany(ctx context.Context, it *item[V], raw []byte, since
 		}
 		return entryResult(&e), true
 	case fallback:
-		it.obs.stale = escape(e)
+		it.o().stale = escape(e)
 	}
 	return result[V]{}, false
 }
@@ -538,7 +538,7 @@ func (c *Cache[V]) settleMany(ctx context.Context, lead []*item[V], won []int, l
 			} else {
 				release(j, l.err)
 			}
-			results[i] = c.failed(l.err, it.obs)
+			results[i] = c.failed(l.err, *it.o())
 		}
 	}
 	if len(releases) > 0 {
@@ -621,7 +621,7 @@ func (c *Cache[V]) fillMany(ctx context.Context, lead []*item[V], won []int, lea
 			switch {
 			case err != nil:
 				// The value is good, Redis is not: serve it from this instance (see fill).
-				at = it.obs.since
+				at = it.o().since
 			case !res[x].OK:
 				c.stats.Add(statFencedLoads)
 				continue
@@ -653,13 +653,13 @@ func (c *Cache[V]) loadManyAlone(ctx context.Context, lead []*item[V], alone []i
 		case l.uncached:
 			results[i] = result[V]{value: l.value, err: l.err}
 		case l.err == nil || l.env != nil: // a value, or a not-found to cache
-			c.keep(it.key, l.value, l.h, len(l.env), it.p, it.obs.since)
+			c.keep(it.key, l.value, l.h, len(l.env), it.p, it.o().since)
 			results[i] = result[V]{value: l.value, err: l.err}
 		case errors.Is(l.err, ErrNotFound):
 			results[i] = result[V]{err: l.err}
 		default:
 			c.failures.record(it.key, l.err, now, c.rand(), false)
-			results[i] = c.failed(l.err, it.obs)
+			results[i] = c.failed(l.err, *it.o())
 		}
 	}
 }

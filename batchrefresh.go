@@ -114,7 +114,7 @@ func (c *Cache[V]) refreshMany(ctx context.Context, keys []refreshKey, load Batc
 	idx := make([]int, len(keys))
 	for i := range keys {
 		k := &keys[i]
-		its[i] = &item[V]{key: k.key, p: &k.p, obs: observation[V]{seen: k.seen, since: since}}
+		its[i] = &item[V]{key: k.key, p: &k.p, obs: &observation[V]{seen: k.seen, since: since}}
 		leases[i] = leaseOf{k: scripts.KeysFor(c.namespace, k.key), token: c.newToken()}
 		idx[i] = i
 	}
