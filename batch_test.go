@@ -300,6 +300,7 @@ func TestGetManyJoinsFlights(t *testing.T) {
 			got, err = c.GetMany(ctx, []string{"k1", "k2", "k3"}, src.load)
 			close(batchDone)
 		}()
+		time.Sleep(10 * time.Millisecond) // the batch window
 		synctest.Wait()
 		calls, loaded := src.stats()
 		require.Equal(t, 1, calls)
@@ -453,7 +454,7 @@ func TestGetManyStuckLoader(t *testing.T) {
 			return nil, nil
 		})
 		require.ErrorIs(t, err, stampede.ErrLoadTimeout)
-		require.Equal(t, time.Second, time.Since(start), "the load timeout bounds it")
+		require.Equal(t, time.Second+2*time.Millisecond, time.Since(start), "the batch window and the load timeout bound it")
 		require.False(t, m.Exists("stampede:{a}:lock"))
 	})
 }
@@ -533,4 +534,34 @@ func TestBatchWrites(t *testing.T) {
 		require.NoError(t, a.DeleteMany(ctx, nil))
 		require.NoError(t, a.SetMany(ctx, nil))
 	})
+}
+
+// TestGetManyOneLoadPerInstance: the keys that 8 concurrent GetMany calls of one instance win
+// share BatchLoader calls, in chunks of WithMaxBatch; with WithBatchWindow(0), each loads its own.
+func TestGetManyOneLoadPerInstance(t *testing.T) {
+	for _, tt := range []struct {
+		window time.Duration
+		calls  int
+	}{{2 * time.Millisecond, 2}, {0, 8}} {
+		t.Run(tt.window.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				m := redistest.Mini(t)
+				c := one[string](t, m, stampede.WithBatchWindow(tt.window), stampede.WithMaxBatch(50))
+				src := newBatchSource()
+				keys := keysN("k", 80)
+				var wg sync.WaitGroup
+				for g := range 8 {
+					wg.Go(func() {
+						got, err := c.GetMany(ctx, keys[g*10:g*10+10], src.load)
+						require.NoError(t, err)
+						require.Len(t, got, 10)
+					})
+				}
+				wg.Wait()
+				calls, loaded := src.stats()
+				require.Equal(t, tt.calls, calls, "80 keys won by 8 calls")
+				require.Len(t, loaded, 80)
+			})
+		})
+	}
 }

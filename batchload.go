@@ -337,7 +337,7 @@ func (c *Cache[V]) leadMany(ctx context.Context, lead []*item[V], won []int, lea
 	for j, i := range won {
 		its[j] = lead[i]
 	}
-	ls := c.loadMany(ctx, its, load, true)
+	ls := c.loadTogether(ctx, its, load)
 	stop()
 	c.settleMany(ctx, lead, won, leases, ls, results)
 }

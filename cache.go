@@ -63,6 +63,7 @@ type Cache[V any] struct {
 	writeAcks     int
 	batch         batchConfig      // GetMany's chunks and refresh window (batchopts.go)
 	refreshBuf    refreshBuffer[V] // early refreshes of GetMany's keys, merged (batchrefresh.go)
+	loadBuf       loadBuffer[V]    // the loads of concurrent GetMany calls, merged (batchcombine.go)
 	hooks         *hooks
 	tracer        *tracer // nil without WithTracer
 	log           *slog.Logger
