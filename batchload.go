@@ -287,13 +287,16 @@ func (c *Cache[V]) leaseMany(ctx context.Context, lead []*item[V], idx []int, le
 			c.breaker.Abandon()
 		default:
 			c.redisFailed("lease", lead[idx[js[0]]].key, err)
+			var ks []scripts.Keys
+			var tokens, keys []string
 			for _, j := range js {
 				i := idx[j]
 				if lead[i].p.Strategy == Lease {
-					// The script may still run when Redis gets it: release what it took.
-					c.orphan(leases[i].k, leases[i].token, lead[i].key)
+					ks, tokens, keys = append(ks, leases[i].k), append(tokens, leases[i].token), append(keys, lead[i].key)
 				}
 			}
+			// The script may still run when Redis gets it: release what it took.
+			c.orphanMany(ks, tokens, keys)
 		}
 		for n, j := range js {
 			if err != nil {
@@ -662,4 +665,53 @@ func (c *Cache[V]) loadManyAlone(ctx context.Context, lead []*item[V], alone []i
 			results[i] = c.failed(l.err, *it.o())
 		}
 	}
+}
+
+// orphanMany is orphan for the leases of a batch lease script whose call failed: they are
+// released together, one release script call per slot, every orphanEvery until Redis has
+// answered for a lease TTL (as orphans are), so that a failed batch costs Redis a dozen calls,
+// not a dozen per key.
+func (c *Cache[V]) orphanMany(ks []scripts.Keys, tokens, keys []string) {
+	if len(ks) == 0 {
+		return
+	}
+	msgs := make([][]byte, len(ks))
+	for i, key := range keys {
+		msgs[i] = scripts.Message{Kind: scripts.Released, Key: key}.Append(nil)
+	}
+	_, cluster := c.cluster()
+	groups := scripts.GroupBySlot(len(ks), func(i int) string { return ks[i].Value }, cluster)
+	c.life.goTracked(func() {
+		t := time.NewTicker(orphanEvery)
+		defer t.Stop()
+		var answered time.Time
+		for answered.IsZero() || time.Since(answered) < c.leaseTTL {
+			select {
+			case <-c.life.ctx.Done():
+				return
+			case <-t.C:
+			}
+			if c.breaker.Open(time.Now().UnixNano()) {
+				continue // Redis is failing: nothing would get through
+			}
+			calls := make([]*scripts.Call, len(groups))
+			for g, idx := range groups {
+				gk, gt, gm := make([]scripts.Keys, len(idx)), make([]string, len(idx)), make([][]byte, len(idx))
+				for n, i := range idx {
+					gk[n], gt[n], gm[n] = ks[i], tokens[i], msgs[i]
+				}
+				calls[g] = scripts.ReleaseCall(gk, gt, c.channel, gm)
+			}
+			ctx, cancel := c.redisContext(c.life.ctx)
+			scripts.Pipelined(ctx, c.client, calls)
+			cancel()
+			ok := true
+			for _, call := range calls {
+				ok = ok && call.Err() == nil
+			}
+			if ok && answered.IsZero() {
+				answered = time.Now()
+			}
+		}
+	})
 }

@@ -31,8 +31,8 @@ local function one(KEYS, ARGV)
 end
 local nk, na = ` + strconv.Itoa(nkeys) + `, ` + strconv.Itoa(nargs) + `
 local res = {}
+local k, a = {}, {} -- reused: a body keeps neither
 for i = 0, #KEYS / nk - 1 do
-  local k, a = {}, {}
   for j = 1, nk do k[j] = KEYS[i * nk + j] end
   for j = 1, na do a[j] = ARGV[i * na + j] end
   local r = one(k, a)
