@@ -75,6 +75,12 @@ type item[V any] struct {
 	key string
 	p   *Policy
 	obs *observation[V] // what the reads found, for the flight; nil until a read misses
+	// fresh and gen are the fresh-until and generation of the value served, 0 if none; due is
+	// set when it is due for a refresh.
+	fresh int64
+	gen   uint64
+	took  time.Duration // the value's load time, XFetch's delta
+	due   bool
 	// The result, once done: the value, or an error (ErrNotFound: absent, no failure), and the
 	// header of a stale value served because the load failed.
 	done  bool
@@ -133,6 +139,8 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, load BatchLoader[
 	if len(pending) > 0 {
 		pending = c.manyFromL2(ctx, pending, load)
 	}
+	// A key due for refresh takes along the keys of the call that are soon due too.
+	c.refreshSiblings(ctx, items, load)
 	// 3. The misses: one flight per key in this instance; the keys of new flights are leased
 	// and loaded together.
 	var ctxErr error
@@ -204,19 +212,18 @@ func (c *Cache[V]) batchItems(keys []string, opts []GetOption) ([]item[V], map[s
 	return items, errs
 }
 
-// judgeMany is judge for a key read by GetMany: when its refreshes are merged (see
-// WithRefreshBatch), a fresh value is refreshed early as if it were the window later, since its
-// refresh may wait so long in the buffer.
+// judgeMany is judge for a key read by GetMany. When its refreshes are merged (see
+// WithRefreshBatch), a batch is refreshed early as one: a fresh value is not judged for early
+// refresh here, and refreshSiblings draws XFetch once for the call, for its key that expires
+// first. (Judged per key, 100 keys read together would draw 100 times, and the batch would be
+// refreshed far earlier than any one key would.)
 func (c *Cache[V]) judgeMany(key string, h *envelope.Header, now int64, p *Policy) verdict {
-	promoted := c.hot.isPromoted(key)
-	v := c.judge(h, now, p, promoted)
-	if v == serve && c.batch.refreshWindow > 0 && p.EarlyRefresh > 0 {
-		later := now + int64(c.batch.refreshWindow)
-		if h.WrittenAt >= c.topo.staleBefore.Load() && judge(h, later, p, promoted, c.rand) != serve {
-			v = serveAndRefresh
-		}
+	if c.batch.refreshWindow > 0 && p.EarlyRefresh > 0 {
+		q := *p
+		q.EarlyRefresh = 0
+		return c.judge(h, now, &q, false)
 	}
-	return v
+	return c.judge(h, now, p, c.hot.isPromoted(key))
 }
 
 // manyFromL1 serves the keys the L1 holds, and returns the others.
@@ -230,11 +237,13 @@ func (c *Cache[V]) manyFromL1(ctx context.Context, items []item[V], load BatchLo
 				case serve:
 					c.count(statL1Hits, it.key)
 					it.set(entryResult(e))
+					it.fresh, it.gen, it.took = e.h.FreshUntil, e.h.Gen, e.h.LoadTime
 					continue
 				case serveAndRefresh:
 					c.count(statL1Hits, it.key)
 					c.refreshManyInBackground(ctx, it.key, it.p, load, &e.h, now)
 					it.set(entryResult(e))
+					it.fresh, it.gen, it.took, it.due = e.h.FreshUntil, e.h.Gen, e.h.LoadTime, c.expiring(&e.h)
 					continue
 				case fallback:
 					it.o().stale = e
@@ -244,6 +253,12 @@ func (c *Cache[V]) manyFromL1(ctx context.Context, items []item[V], load BatchLo
 		pending = append(pending, it)
 	}
 	return pending
+}
+
+// expiring reports whether a value due for refresh is so because of its age, not because it was
+// invalidated (which concerns it alone: its siblings are not refreshed with it).
+func (c *Cache[V]) expiring(h *envelope.Header) bool {
+	return !h.Invalidated() && h.WrittenAt >= c.topo.staleBefore.Load()
 }
 
 func entryResult[V any](e *l1Entry[V]) result[V] {
@@ -319,6 +334,7 @@ func (c *Cache[V]) serveRead(ctx context.Context, it *item[V], raw []byte, now i
 			c.copyToReplica(it.obs.replica, raw, e.h, it.p)
 		}
 		it.set(entryResult(&e))
+		it.fresh, it.gen, it.took, it.due = e.h.FreshUntil, e.h.Gen, e.h.LoadTime, v == serveAndRefresh && c.expiring(&e.h)
 		return true
 	case fallback:
 		it.o().stale = escape(e)

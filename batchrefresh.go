@@ -163,3 +163,46 @@ func (r *refreshes) unmark(key string, heldUntil int64) {
 	}
 	r.mu.Unlock()
 }
+
+// refreshSiblings refreshes a batch read together as one. It draws XFetch once, for the key of
+// the call whose fresh value expires first, as if it were the window later (its refresh may wait
+// so long in the buffer); when that key is due, or any key was (stale), the keys of the call whose
+// values expire within the TTL's jitter (plus the window) after it are refreshed with it, in the
+// same merged call. Otherwise the jitter, drawn anew at each write, would spread the keys'
+// refreshes over several windows, each a call of its own.
+func (c *Cache[V]) refreshSiblings(ctx context.Context, items []item[V], load BatchLoader[V]) {
+	if c.batch.refreshWindow <= 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	var first *item[V] // the fresh value that expires first
+	var due int64      // the latest expiry of a key due
+	for i := range items {
+		it := &items[i]
+		switch {
+		case it.due:
+			due = max(due, it.fresh)
+		case it.fresh > now && (first == nil || it.fresh < first.fresh):
+			first = it
+		}
+	}
+	if first != nil && first.p.EarlyRefresh > 0 && c.topo.staleBefore.Load() == 0 {
+		h := envelope.Header{FreshUntil: first.fresh, LoadTime: first.took}
+		if refreshEarly(&h, now+int64(c.batch.refreshWindow), first.p.EarlyRefresh, c.rand) {
+			due = max(due, first.fresh)
+		}
+	}
+	if due == 0 {
+		return
+	}
+	for i := range items {
+		it := &items[i]
+		if it.due || it.fresh <= now || it.p.EarlyRefresh <= 0 {
+			continue
+		}
+		if it.fresh < due+int64(c.jitter*float64(it.p.TTL))+int64(c.batch.refreshWindow) {
+			h := envelope.Header{Gen: it.gen, FreshUntil: it.fresh}
+			c.refreshManyInBackground(ctx, it.key, it.p, load, &h, now)
+		}
+	}
+}

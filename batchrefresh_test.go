@@ -20,7 +20,7 @@ func TestGetManyHotBatchAcrossExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := redistest.Mini(t)
 		caches := fleet[string](t, m, 2, stampede.WithTTL(time.Second),
-			stampede.WithRefreshBatch(150*time.Millisecond, 100)) // the window covers the 10% jitter
+			stampede.WithRefreshBatch(20*time.Millisecond, 100))
 		src := newBatchSource()
 		slow := func(ctx context.Context, keys []string) (map[string]string, error) {
 			time.Sleep(5 * time.Millisecond) // a query's time, XFetch's delta

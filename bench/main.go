@@ -11,6 +11,8 @@
 //	l2          a hit in Redis, the L1 off, against GET + json.Unmarshal
 //	l1          a hit in the process (parallel), against otter's GetIfPresent
 //	throughput  8 instances, 64 goroutines, Zipf(1.1) keys over 100k keys, 90% hits
+//	getmany     8 instances x 64 goroutines, GetMany of random 50-key subsets of 1,000 just-deleted keys
+//	getmany-hot 100 keys with a 1 s TTL read together with GetMany 2,000 times a second
 //
 // It needs a real Redis (-redis, default $STAMPEDE_REDIS_ADDR or 127.0.0.1:6379). The loader of
 // the first two scenarios sleeps in Go behind a counter, or with -postgres runs a pg_sleep query
@@ -74,6 +76,14 @@ type config struct {
 	L1Size     int
 	L1TTL      time.Duration
 
+	// getmany, getmany-hot
+	BatchKeys       int // the key set of getmany
+	BatchSize       int // keys per GetMany of getmany
+	BatchGoroutines int // per instance, getmany
+	MaxBatch        int // WithMaxBatch
+	Waves           int // of getmany
+	HotKeys         int // the hot batch of getmany-hot
+
 	// parallel runs the contenders of stampede and hotkey at once, each in namespaces of its
 	// own; only tests set it, to stay short, since contenders that share the CPU disturb each
 	// other's figures.
@@ -81,7 +91,7 @@ type config struct {
 }
 
 // scenarioNames lists the scenarios in the order a run takes them.
-var scenarioNames = []string{"stampede", "hotkey", "l2", "l1", "throughput"}
+var scenarioNames = []string{"stampede", "hotkey", "l2", "l1", "throughput", "getmany", "getmany-hot"}
 
 func defaultRedis() string {
 	if a := os.Getenv("STAMPEDE_REDIS_ADDR"); a != "" {
@@ -128,6 +138,13 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.L1Size, "l1-size", 10_000, "throughput: L1 entries of stampede with the L1 on")
 	fs.DurationVar(&c.L1TTL, "l1-ttl", 10*time.Second, "throughput: how long stampede's L1 keeps an entry (the library's default is 10s)")
 
+	fs.IntVar(&c.BatchKeys, "batch-keys", 1000, "getmany: keys of the set, just deleted before each wave")
+	fs.IntVar(&c.BatchSize, "batch-size", 50, "getmany: keys of each GetMany, a random subset of the set")
+	fs.IntVar(&c.BatchGoroutines, "batch-goroutines", 64, "getmany: goroutines per instance, released together")
+	fs.IntVar(&c.MaxBatch, "max-batch", 100, "getmany, getmany-hot: keys per BatchLoader call (WithMaxBatch)")
+	fs.IntVar(&c.Waves, "waves", 3, "getmany: waves, each on a fresh namespace")
+	fs.IntVar(&c.HotKeys, "hot-keys", 100, "getmany-hot: keys read together (with -ttl, -rate, -duration, -batch)")
+
 	if err := harness.Parse(fs, args); err != nil {
 		return nil, err
 	}
@@ -173,6 +190,11 @@ func (c *config) validate() error {
 	check(c.Warmup < 0, "-warmup may not be negative")
 	check(c.Measure <= 0, "-measure must be positive")
 	check(c.L1Size < 1, "-l1-size must be at least 1")
+	check(c.BatchKeys < 1 || c.BatchSize < 1 || c.BatchSize > c.BatchKeys, "-batch-size must be in [1, -batch-keys]")
+	check(c.BatchGoroutines < 1, "-batch-goroutines must be at least 1")
+	check(c.MaxBatch < 1, "-max-batch must be at least 1")
+	check(c.Waves < 1, "-waves must be at least 1")
+	check(c.HotKeys < 1, "-hot-keys must be at least 1")
 	_, err := c.scenarios()
 	p.Add(err)
 	_, err = pickSystems(c.Systems)
@@ -225,6 +247,10 @@ func run(ctx context.Context, cfg *config, out, log io.Writer) error {
 			err = runL1(ctx, cfg, e, out, logf)
 		case "throughput":
 			err = runThroughput(ctx, cfg, e, out, logf)
+		case "getmany":
+			err = runGetManyCold(ctx, cfg, e, out, logf)
+		case "getmany-hot":
+			err = runGetManyHot(ctx, cfg, e, out, logf)
 		}
 		if cerr := e.clean(context.WithoutCancel(ctx), e.prefix(name)); err == nil && cerr != nil {
 			err = fmt.Errorf("deleting the keys of %s: %w", name, cerr)

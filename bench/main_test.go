@@ -43,6 +43,8 @@ func tinyConfig(redis string) *config {
 		L1Size:     10_000,
 		L1TTL:      10 * time.Second,
 		parallel:   true,
+
+		BatchKeys: 100, BatchSize: 10, BatchGoroutines: 4, MaxBatch: 20, Waves: 1, HotKeys: 20,
 	}
 }
 
@@ -53,7 +55,7 @@ func TestScenarios(t *testing.T) {
 	cfg := tinyConfig(integrationEnv(t, "STAMPEDE_REDIS_ADDR"))
 	require.NoError(t, cfg.validate())
 	out := runForTest(t, cfg)
-	for _, h := range []string{"## Machine", "## a. ", "## b. ", "## c. ", "## d. ", "## e. "} {
+	for _, h := range []string{"## Machine", "## a. ", "## b. ", "## c. ", "## d. ", "## e. ", "## f. ", "## g. "} {
 		require.Contains(t, out, h)
 	}
 	for _, s := range systems() {
