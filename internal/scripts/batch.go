@@ -91,8 +91,8 @@ type Call struct {
 }
 
 // Pipelined runs calls in one pipeline (go-redis splits it per node: one round trip per
-// node), and runs again, with EVAL, the calls a node did not know the script of. It returns
-// the first error of a call, if any; each call's own outcome is in its reply.
+// node), and runs again, with EVAL, the calls a node did not know the script of. Each call's
+// outcome, or error, is in its reply (Err, and the *Results methods).
 func Pipelined(ctx context.Context, c Writer, calls []*Call) {
 	send := func(eval bool, todo []*Call) {
 		_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
