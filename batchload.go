@@ -136,7 +136,14 @@ func (c *Cache[V]) acquireMany(ctx context.Context, lead []*item[V], idx []int, 
 			}
 			todo = again
 			if len(todo) > 0 {
-				continue
+				if time.Now().After(giveUp) {
+					for _, i := range todo {
+						results[i] = result[V]{err: fmt.Errorf("%w (key %q)", ErrWaitTimeout, lead[i].key)}
+					}
+					todo = nil
+				} else {
+					continue
+				}
 			}
 		}
 		if len(held) == 0 {
