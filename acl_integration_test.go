@@ -392,6 +392,25 @@ func aclMainPaths(t *testing.T, u *aclUser) {
 	require.NoError(t, r1.Delete(ctx, "hot"))
 	require.Zero(t, u.admin.Exists(ctx, replicas...).Val(), "Delete dropped every replica")
 
+	// The batch calls: GetMany reads with MGET and leases, loads and fills with the batch
+	// scripts; SetMany, InvalidateMany and DeleteMany write with theirs.
+	batch := func(_ context.Context, keys []string) (map[string]string, error) {
+		m := make(map[string]string, len(keys))
+		for _, k := range keys {
+			m[k] = "batch:" + k
+		}
+		return m, nil
+	}
+	got, err := a.GetMany(ctx, []string{"m:1", "m:2", "user:1"}, batch)
+	require.NoError(t, err)
+	require.Equal(t, "batch:m:2", got["m:2"])
+	got, err = b.GetMany(ctx, []string{"m:1", "m:2"}, batch)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.NoError(t, a.SetMany(ctx, map[string]string{"m:1": "one", "m:3": "three"}))
+	require.NoError(t, a.InvalidateMany(ctx, []string{"m:1", "m:3"}))
+	require.NoError(t, a.DeleteMany(ctx, []string{"m:1", "m:2", "m:3"}))
+
 	// The subscription's health check: a PING after a second of silence.
 	require.Eventually(t, func() bool { return slices.Contains(u.lastCommands(t), "ping") }, 3*time.Second,
 		10*time.Millisecond, "no PING on the user's connections")
@@ -419,6 +438,13 @@ func aclTryPaths(a, b *stampede.Cache[string]) {
 	do(func(ctx context.Context) { _, _ = a.Refresh(ctx, "k", load) })
 	do(func(ctx context.Context) { _, _ = b.Get(ctx, "k", load) })
 	do(func(ctx context.Context) { _ = a.InvalidateAll(ctx) }) // publishes at once, as waiters' notifications do
+	batch := func(_ context.Context, keys []string) (map[string]string, error) {
+		return map[string]string{keys[0]: "v"}, nil
+	}
+	do(func(ctx context.Context) { _, _ = a.GetMany(ctx, []string{"m1", "m2"}, batch) })
+	do(func(ctx context.Context) { _ = a.SetMany(ctx, map[string]string{"m1": "v"}) })
+	do(func(ctx context.Context) { _ = a.InvalidateMany(ctx, []string{"m1"}) })
+	do(func(ctx context.Context) { _ = a.DeleteMany(ctx, []string{"m1"}) })
 }
 
 // aclWait runs writes as a user with the doc's commands on a primary with a replica of its own,
@@ -446,6 +472,9 @@ func aclWait(t *testing.T, commands []string) {
 	require.NoError(t, err)
 	require.Equal(t, "w", v)
 	require.NoError(t, c.Delete(ctx, "k"))
+	require.NoError(t, c.SetMany(ctx, map[string]string{"m1": "v", "m2": "w"}))
+	require.NoError(t, c.InvalidateMany(ctx, []string{"m1", "m2"}))
+	require.NoError(t, c.DeleteMany(ctx, []string{"m1", "m2"}))
 	require.Contains(t, u.lastCommands(t), "wait")
 	require.Zero(t, r.Exists(ctx, scripts.ValueKey(ns, "k")).Val(), "the replica has the Delete")
 	u.requireNothingRefused(t)

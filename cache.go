@@ -61,6 +61,9 @@ type Cache[V any] struct {
 	maxValueBytes int
 	version       string // the schema version values are tagged with (WithVersion)
 	writeAcks     int
+	batch         batchConfig      // GetMany's chunks and refresh window (batchopts.go)
+	refreshBuf    refreshBuffer[V] // early refreshes of GetMany's keys, merged (batchrefresh.go)
+	loadBuf       loadBuffer[V]    // the loads of concurrent GetMany calls, merged (batchcombine.go)
 	hooks         *hooks
 	tracer        *tracer // nil without WithTracer
 	log           *slog.Logger
@@ -138,6 +141,7 @@ func New[V any](client redis.UniversalClient, opts ...Option) (*Cache[V], error)
 		client:        rc,
 		origin:        client,
 		writeAcks:     cfg.writeReplicas,
+		batch:         cfg.batch,
 		namespace:     cfg.namespace,
 		channel:       scripts.Channel(cfg.namespace),
 		policy:        cfg.policy,

@@ -125,6 +125,21 @@ func (c *Cache[V]) route(ctx context.Context, key, valueKey string) (string, int
 	return scripts.Route(c.channel, &c.evictions.stripes[i], key), i
 }
 
+// wroteMany notes the outcome of one script call that wrote to stripes (one per key): if it
+// opened a window (see wrote), this instance flushes each stripe the call appended to.
+func (c *Cache[V]) wroteMany(stripes []int, opened bool) {
+	if !opened {
+		return
+	}
+	last := -1
+	for _, i := range stripes {
+		if i != last {
+			c.wrote(i, true)
+			last = i
+		}
+	}
+}
+
 // wrote notes a write's outcome: if it opened its stripe's window (or may have: it failed, or
 // was tried more than once, and a reply saying so may be lost), this instance flushes the
 // stripe when the window ends. Flushing an empty buffer publishes nothing.

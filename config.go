@@ -41,6 +41,7 @@ type config struct {
 	hotKeys        HotKeys
 	hotKeysOff     bool
 	replicaTTL     time.Duration
+	batch          batchConfig // GetMany's (batchopts.go)
 }
 
 func defaultConfig() config {
@@ -62,6 +63,7 @@ func defaultConfig() config {
 		backoffMax:     5 * time.Second,
 		writeReplicas:  1,
 		evictionWindow: defaultEvictionWindow,
+		batch:          defaultBatchConfig(),
 	}
 }
 
@@ -109,6 +111,7 @@ func (c *config) validate() error {
 	if err := c.policy.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.batch.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -23,6 +23,11 @@
 // out loads in flight, so that a load that read the source before the write cannot store its
 // older value after it, and evicts the key from the L1 of every instance.
 //
+// [Cache.GetMany] does what Get does for many keys at once, in the fewest round trips: one
+// MGET (per slot on a cluster), one lease script per slot for the misses, and one call of a
+// [BatchLoader] per chunk of [WithMaxBatch] keys for those this instance loads.
+// [Cache.SetMany], [Cache.DeleteMany] and [Cache.InvalidateMany] write many keys so.
+//
 // Each key's [Policy] chooses its strategy, lifetimes and stale windows, cache-wide through
 // options ([WithTTL], [WithStrategy], ...), per key through [WithPolicy], or per call through
 // [GetOption] values. [Cache.Stats] and [Hooks] report what the cache does, and a [Tracer]

@@ -86,6 +86,12 @@ func (c *Cache[V]) runLoad(ctx context.Context, key string, p *Policy, load Load
 	lctx, span := c.tracer.start(ctx, Span{Op: SpanLoad, Key: key}) // the loader's spans nest in it
 	l := c.callLoader(lctx, key, load)
 	span.done(l.err)
+	return c.prepare(key, p, l, encode)
+}
+
+// prepare prepares what is to be written of a load of key (runLoad's, or a key's part of a
+// batch load), and reports it to Stats and Hooks.
+func (c *Cache[V]) prepare(key string, p *Policy, l loaded[V], encode bool) loaded[V] {
 	now := time.Now()
 	ttl, negative, chosen := l.chosen.ttls(p)
 	switch {

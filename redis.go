@@ -13,6 +13,7 @@ import (
 // failover clients, which are of these types) have them.
 type redisClient interface {
 	Get(ctx context.Context, key string) *redis.StringCmd
+	MGet(ctx context.Context, keys ...string) *redis.SliceCmd // GetMany's (batch.go)
 	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
 	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 	Subscribe(ctx context.Context, channels ...string) *redis.PubSub

@@ -15,7 +15,8 @@ type Stats struct {
 	// load (their own, another caller's in this instance, or another instance's), or got the
 	// error, or the stale value, of a load that failed moments before (see the failure back-off).
 	Misses uint64
-	// Loads counts calls of a loader by this instance.
+	// Loads counts calls of a loader by this instance; a call of a BatchLoader counts once per
+	// key it was asked for.
 	Loads uint64
 	// LoadErrors counts loads that failed (a not-found is not a failure).
 	LoadErrors uint64

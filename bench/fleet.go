@@ -170,7 +170,7 @@ func runFleet(ctx context.Context, cfg *config, e *env, out io.Writer, logf func
 			}
 		}
 	}
-	fmt.Fprintf(out, "## f. Fleet: the cost of a write as instances are added\n\n")
+	fmt.Fprintf(out, "## h. Fleet: the cost of a write as instances are added\n\n")
 	fmt.Fprintf(out, "%.0f writes/s (Set) on random keys of %d, spread over the instances, for %v; every instance's L1 holds every key at the start.\n\n",
 		cfg.FleetRate, cfg.FleetKeys, cfg.FleetMeasure)
 	t.write(out)

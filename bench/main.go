@@ -14,6 +14,8 @@
 //	fleet       1 to 128 instances holding every key in their L1s, 1,000 writes/s: Redis's CPU and
 //	            output per write, against raw SETs, and the L1 staleness after a write, by
 //	            eviction window; on a single node, and on a cluster with -fleet-cluster
+//	getmany     8 instances x 64 goroutines, GetMany of random 50-key subsets of 1,000 just-deleted keys
+//	getmany-hot 100 keys with a 1 s TTL read together with GetMany 2,000 times a second
 //
 // It needs a real Redis (-redis, default $STAMPEDE_REDIS_ADDR or 127.0.0.1:6379). The loader of
 // the first two scenarios sleeps in Go behind a counter, or with -postgres runs a pg_sleep query
@@ -85,6 +87,13 @@ type config struct {
 	FleetMeasure time.Duration
 	FleetProbes  int
 	FleetCluster string // comma-separated addresses; empty: the single node only
+	// getmany, getmany-hot
+	BatchKeys       int // the key set of getmany
+	BatchSize       int // keys per GetMany of getmany
+	BatchGoroutines int // per instance, getmany
+	MaxBatch        int // WithMaxBatch
+	Waves           int // of getmany
+	HotKeys         int // the hot batch of getmany-hot
 
 	// parallel runs the contenders of stampede and hotkey at once, each in namespaces of its
 	// own; only tests set it, to stay short, since contenders that share the CPU disturb each
@@ -93,7 +102,7 @@ type config struct {
 }
 
 // scenarioNames lists the scenarios in the order a run takes them.
-var scenarioNames = []string{"stampede", "hotkey", "l2", "l1", "throughput", "fleet"}
+var scenarioNames = []string{"stampede", "hotkey", "l2", "l1", "throughput", "getmany", "getmany-hot", "fleet"}
 
 func defaultRedis() string {
 	if a := os.Getenv("STAMPEDE_REDIS_ADDR"); a != "" {
@@ -147,6 +156,12 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.FleetMeasure, "fleet-measure", 5*time.Second, "fleet: how long the writes of each run are measured")
 	fs.IntVar(&c.FleetProbes, "fleet-probes", 100, "fleet: writes whose staleness is measured, on up to 8 instances each")
 	fs.StringVar(&c.FleetCluster, "fleet-cluster", os.Getenv("STAMPEDE_REDIS_CLUSTER_ADDRS"), "fleet: Redis Cluster `addresses`, comma-separated, to run on too; $STAMPEDE_REDIS_CLUSTER_ADDRS sets the default")
+	fs.IntVar(&c.BatchKeys, "batch-keys", 1000, "getmany: keys of the set, just deleted before each wave")
+	fs.IntVar(&c.BatchSize, "batch-size", 50, "getmany: keys of each GetMany, a random subset of the set")
+	fs.IntVar(&c.BatchGoroutines, "batch-goroutines", 64, "getmany: goroutines per instance, released together")
+	fs.IntVar(&c.MaxBatch, "max-batch", 100, "getmany, getmany-hot: keys per BatchLoader call (WithMaxBatch)")
+	fs.IntVar(&c.Waves, "waves", 3, "getmany: waves, each on a fresh namespace")
+	fs.IntVar(&c.HotKeys, "hot-keys", 100, "getmany-hot: keys read together (with -ttl, -rate, -duration, -batch)")
 
 	if err := harness.Parse(fs, args); err != nil {
 		return nil, err
@@ -215,6 +230,11 @@ func (c *config) validate() error {
 	check(c.FleetKeys < 1, "-fleet-keys must be at least 1")
 	check(c.FleetMeasure <= 0, "-fleet-measure must be positive")
 	check(c.FleetProbes < 0, "-fleet-probes may not be negative")
+	check(c.BatchKeys < 1 || c.BatchSize < 1 || c.BatchSize > c.BatchKeys, "-batch-size must be in [1, -batch-keys]")
+	check(c.BatchGoroutines < 1, "-batch-goroutines must be at least 1")
+	check(c.MaxBatch < 1, "-max-batch must be at least 1")
+	check(c.Waves < 1, "-waves must be at least 1")
+	check(c.HotKeys < 1, "-hot-keys must be at least 1")
 	_, err := c.scenarios()
 	p.Add(err)
 	_, err = pickSystems(c.Systems)
@@ -269,6 +289,10 @@ func run(ctx context.Context, cfg *config, out, log io.Writer) error {
 			err = runThroughput(ctx, cfg, e, out, logf)
 		case "fleet":
 			err = runFleet(ctx, cfg, e, out, logf)
+		case "getmany":
+			err = runGetManyCold(ctx, cfg, e, out, logf)
+		case "getmany-hot":
+			err = runGetManyHot(ctx, cfg, e, out, logf)
 		}
 		if cerr := e.clean(context.WithoutCancel(ctx), e.prefix(name)); err == nil && cerr != nil {
 			err = fmt.Errorf("deleting the keys of %s: %w", name, cerr)

@@ -49,6 +49,8 @@ func tinyConfig(redis string) *config {
 		FleetMeasure: 200 * time.Millisecond,
 		FleetProbes:  5,
 		parallel:     true,
+
+		BatchKeys: 100, BatchSize: 10, BatchGoroutines: 4, MaxBatch: 20, Waves: 1, HotKeys: 20,
 	}
 }
 
@@ -59,7 +61,7 @@ func TestScenarios(t *testing.T) {
 	cfg := tinyConfig(integrationEnv(t, "STAMPEDE_REDIS_ADDR"))
 	require.NoError(t, cfg.validate())
 	out := runForTest(t, cfg)
-	for _, h := range []string{"## Machine", "## a. ", "## b. ", "## c. ", "## d. ", "## e. ", "## f. "} {
+	for _, h := range []string{"## Machine", "## a. ", "## b. ", "## c. ", "## d. ", "## e. ", "## f. ", "## g. ", "## h. "} {
 		require.Contains(t, out, h)
 	}
 	for _, s := range systems() {

@@ -1,4 +1,5 @@
-// Command postgres is the smallest real use of stampede: a PostgreSQL lookup behind Get.
+// Command postgres is the smallest real use of stampede: a PostgreSQL lookup behind Get, and a
+// batch query (WHERE id = ANY($1)) behind GetMany.
 //
 //	go run . -redis 127.0.0.1:6379 -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
 package main
@@ -9,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +39,27 @@ func loadUser(db *pgxpool.Pool) stampede.Loader[User] {
 	}
 }
 
+// loadUsers returns the BatchLoader of users: one query for every id GetMany misses. Ids it
+// leaves out of the map do not exist, and are cached as not-found.
+func loadUsers(db *pgxpool.Pool) stampede.BatchLoader[User] {
+	return func(ctx context.Context, ids []string) (map[string]User, error) {
+		rows, err := db.Query(ctx, `SELECT id, name FROM example_users WHERE id::text = ANY($1)`, ids)
+		if err != nil {
+			return nil, err
+		}
+		found := make(map[string]User, len(ids))
+		for rows.Next() {
+			var u User
+			if err := rows.Scan(&u.ID, &u.Name); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			found[strconv.FormatInt(u.ID, 10)] = u
+		}
+		return found, rows.Err()
+	}
+}
+
 func main() {
 	redisAddr := flag.String("redis", envOr("REDIS_URL", "127.0.0.1:6379"), "Redis address")
 	postgresURL := flag.String("postgres", envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL")
@@ -60,6 +83,11 @@ func main() {
 		check(err)
 		fmt.Printf("%+v in %v\n", u, time.Since(start))
 	}
+	// Many keys at once: one MGET, and one query for the misses.
+	start := time.Now()
+	many, err := users.GetMany(ctx, []string{"1", "42", "404"}, loadUsers(db))
+	check(err)
+	fmt.Printf("%d users (404 does not exist) in %v\n", len(many), time.Since(start))
 }
 
 // createTable creates and seeds the example's table, as a migration would.

@@ -47,6 +47,19 @@ func TestLoadUser(t *testing.T) {
 	s := users.Stats()
 	require.Equal(t, uint64(2), s.Loads, "one query for user 42, one for the missing user 7")
 	require.Equal(t, uint64(3), s.L1Hits+s.L2Hits, "the other Gets are hits")
+
+	// GetMany: user 42 is cached, 1 is loaded by the batch query, 404 does not exist.
+	var queries int
+	counted := func(ctx context.Context, ids []string) (map[string]User, error) {
+		queries++
+		return loadUsers(db)(ctx, ids)
+	}
+	for range 2 {
+		got, err := users.GetMany(ctx, []string{"1", "42", "404"}, counted)
+		require.NoError(t, err)
+		require.Equal(t, map[string]User{"1": {ID: 1, Name: "Ada Lovelace"}, "42": {ID: 42, Name: "Grace Hopper"}}, got)
+	}
+	require.Equal(t, 1, queries, "one query for 1 and 404; then all cached")
 }
 
 // integrationEnv returns the variable name, or skips the test without it; with

@@ -178,7 +178,7 @@ end
 // to notify. (The wait key does so for a lease of an older version.)
 // It is idempotent: run again with the same token (a client's retry after a lost reply), it
 // finds the lease its own and answers {1, fence} again.
-var leaseScript = redis.NewScript(prelude + `
+const leaseBody = `
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 3, 10) ~= ARGV[3] then
   return {0, v}
@@ -201,7 +201,9 @@ elseif not waited then
   hold(KEYS[2], token, exp, true, now)
 end
 return {2, exp - now}
-`)
+`
+
+var leaseScript = redis.NewScript(prelude + leaseBody)
 
 // KEYS: value, lock, gen, wait. ARGV: token (empty without a lease), fence, envelope, value
 // ms, gen ms, channel, user key, the largest envelope a message carries. Writes the envelope if
@@ -211,7 +213,7 @@ return {2, exp - now}
 // tells waiters. The Filled message goes out only if somebody may need it: a waiter, or an
 // instance holding the old value in its L1. (The first load of a key nobody waits for, the
 // common miss, publishes nothing.) When somebody waits, it carries the envelope if it is small.
-var fillScript = redis.NewScript(prelude + `
+const fillBody = `
 local lease = redis.call('GET', KEYS[2])
 if redis.call('GET', KEYS[3]) ~= ARGV[2] or ARGV[1] ~= '' and not mine(lease, ARGV[1]) then
   if release(KEYS[2], ARGV[1]) then tell(ARGV[6], 'r', 0, ARGV[7]) end
@@ -234,20 +236,24 @@ elseif had then
   publish(ARGV[6], 'f', g, ARGV[7])
 end
 return done(g)
-`)
+`
+
+var fillScript = redis.NewScript(prelude + fillBody)
 
 // KEYS: lock. ARGV: token, channel, message. Deletes the lease if the caller holds it, and
 // then publishes the message.
-var releaseScript = redis.NewScript(prelude + `
+const releaseBody = `
 if release(KEYS[1], ARGV[1]) then
   redis.call('PUBLISH', ARGV[2], ARGV[3])
   return 1
 end
 return 0
-`)
+`
+
+var releaseScript = redis.NewScript(prelude + releaseBody)
 
 // KEYS: lock. ARGV: token, lease ms. Extends the lease if the caller holds it.
-var extendScript = redis.NewScript(prelude + `
+const extendBody = `
 local now = now_ms()
 local token, _, waited = holder(KEYS[1], now)
 if token == ARGV[1] then
@@ -255,31 +261,39 @@ if token == ARGV[1] then
   return 1
 end
 return 0
-`)
+`
+
+var extendScript = redis.NewScript(prelude + extendBody)
 
 // KEYS: value, gen. ARGV: envelope, value ms, gen ms, channel, user key. Write-through.
-var setScript = redis.NewScript(prelude + `
+const setBody = `
 local g = bump(KEYS[2], ARGV[3])
 redis.call('SET', KEYS[1], stamp(ARGV[1], g), 'PX', ARGV[2])
 publish(ARGV[4], 'f', g, ARGV[5])
 return done(g)
-`)
+`
+
+var setScript = redis.NewScript(prelude + setBody)
 
 // KEYS: value, gen. ARGV: gen ms, channel, user key. Soft invalidation.
-var invalidateScript = redis.NewScript(prelude + `
+const invalidateBody = `
 local g = bump(KEYS[2], ARGV[1])
 invalidate(KEYS[1], g)
 publish(ARGV[2], 'e', g, ARGV[3])
 return done(g)
-`)
+`
+
+var invalidateScript = redis.NewScript(prelude + invalidateBody)
 
 // KEYS: value, gen. ARGV: gen ms, channel, user key. Hard delete.
-var deleteScript = redis.NewScript(prelude + `
+const deleteBody = `
 redis.call('DEL', KEYS[1])
 local g = bump(KEYS[2], ARGV[1])
 publish(ARGV[2], 'e', g, ARGV[3])
 return done(g)
-`)
+`
+
+var deleteScript = redis.NewScript(prelude + deleteBody)
 
 // KEYS: value, lock, gen. ARGV: token, lease ms, gen ms, channel, user key. Starts a refresh:
 // fences out every load in flight, marks the value stale (it is still served), and takes the
