@@ -78,6 +78,43 @@ func TestEvictionsWaitForTheWindow(t *testing.T) {
 	})
 }
 
+// TestBatchWritesShareTheWindow: SetMany and InvalidateMany append their keys' evictions to the
+// window as single-key writes do: one script call each, and one flush for all of them.
+func TestBatchWritesShareTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := redistest.Mini(t)
+		writerClient := redistest.Client(t, m)
+		var scripts atomic.Int64
+		writerClient.AddHook(countScripts{&scripts})
+		writer, err := stampede.New[string](writerClient, stampede.WithL1(100, time.Hour))
+		require.NoError(t, err)
+		defer writer.Close()
+		readers := fleet[string](t, m, 2, stampede.WithL1(100, time.Hour))
+		keys := []string{"a", "b", "c", "d", "e"}
+		warm(t, readers, keys)
+
+		require.NoError(t, writer.SetMany(ctx, map[string]string{"other": "v"})) // Redis caches the scripts
+		require.NoError(t, writer.InvalidateMany(ctx, []string{"other"}))
+		afterWindow()
+		scripts.Store(0)
+		require.NoError(t, writer.SetMany(ctx, map[string]string{"a": "v2", "b": "v2", "c": "v2"}))
+		require.NoError(t, writer.InvalidateMany(ctx, []string{"d", "e"}))
+		synctest.Wait()
+		for _, c := range readers {
+			for _, k := range keys {
+				require.True(t, stampede.InL1(c, k), "%s: evicted only when the window ends", k)
+			}
+		}
+		afterWindow()
+		require.EqualValues(t, 3, scripts.Load(), "two batch writes and one flush")
+		for _, c := range readers {
+			for _, k := range keys {
+				require.False(t, stampede.InL1(c, k), "%s evicted", k)
+			}
+		}
+	})
+}
+
 // TestEvictionWindowZero: WithEvictionWindow(0) evicts at once, one message per write.
 func TestEvictionWindowZero(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
