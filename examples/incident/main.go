@@ -11,6 +11,12 @@
 // the database queries, request latencies, errors and hit ratio. It draws the median run of each
 // strategy: the database queries and the 99th percentile latency per 100 ms.
 //
+// With -scenario timeline it replays the viral post's timeline instead: the write path deletes
+// the post's 51 keys (the celebrity and 50 commenters) in one call, and each request of the
+// burst reads all 51 at once, with GetMany and a one-query BatchLoader (WHERE id = ANY($1))
+// for the library, and as such code does for the baselines, which have no batch API. The table
+// adds the rows the queries read; there is no chart.
+//
 // With no flags it needs nothing installed: Redis is miniredis, in process, and the database
 // is a model with a fixed connection pool and a fixed query latency. With -redis and -postgres
 // (or REDIS_URL and DATABASE_URL) it uses a real Redis and a real PostgreSQL table, whose query
@@ -19,6 +25,7 @@
 //	go run .
 //	go run . -redis 127.0.0.1:6379 -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
 //	go run . -instances 16 -rate 5000 -latency 100ms -runs 5 -json
+//	go run . -scenario timeline
 package main
 
 import (
