@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,9 @@ type source interface {
 	// rows reads the profiles of ids at once and without the query latency, to warm the caches
 	// before the replay; it is not one of the queries the replay counts.
 	rows(ctx context.Context, ids []string) (map[string]profile, error)
+	// lookupMany runs the batch query of ids (WHERE id = ANY($1)), which costs the query
+	// latency once, as lookup does: the profiles found, by id; ids left out do not exist.
+	lookupMany(ctx context.Context, ids []string, started func()) (map[string]profile, error)
 	// String says what the source is, for the report.
 	String() string
 	close()
@@ -59,13 +63,29 @@ func newDatabase(src source) *database {
 
 // lookup is the loader every strategy calls on a miss: the profile query.
 func (d *database) lookup(ctx context.Context, id string) (profile, error) {
-	return d.src.lookup(ctx, id, func() { d.log.add(id, time.Now()) })
+	i := -1
+	p, err := d.src.lookup(ctx, id, func() { i = d.log.add(id == hotKey, time.Now()) })
+	if err == nil {
+		d.log.read(i, 1)
+	}
+	return p, err
+}
+
+// lookupMany is the BatchLoader of the timeline scenario: one query for every id.
+func (d *database) lookupMany(ctx context.Context, ids []string) (map[string]profile, error) {
+	i := -1
+	found, err := d.src.lookupMany(ctx, ids, func() { i = d.log.add(slices.Contains(ids, hotKey), time.Now()) })
+	if err == nil {
+		d.log.read(i, len(found))
+	}
+	return found, err
 }
 
 // A query is one lookup the database ran.
 type query struct {
-	at  time.Time
-	hot bool
+	at   time.Time
+	hot  bool // it read the hot key
+	rows int  // it returned to its caller (none if the caller gave up first)
 }
 
 // queryLog records the lookups a database ran. It is safe for concurrent use.
@@ -76,11 +96,24 @@ type queryLog struct {
 	queries []query // guarded by mu
 }
 
-func (l *queryLog) add(id string, at time.Time) {
+// add logs a query that began at at, and returns its index for read.
+func (l *queryLog) add(hot bool, at time.Time) int {
 	l.mu.Lock()
-	l.queries = append(l.queries, query{at: at, hot: id == hotKey})
+	l.queries = append(l.queries, query{at: at, hot: hot})
+	i := len(l.queries) - 1
 	l.mu.Unlock()
 	l.n.Add(1)
+	return i
+}
+
+// read records that query i returned rows rows; i < 0 (no query began) is ignored.
+func (l *queryLog) read(i, rows int) {
+	if i < 0 {
+		return
+	}
+	l.mu.Lock()
+	l.queries[i].rows = rows
+	l.mu.Unlock()
 }
 
 // count returns how many lookups ran so far.

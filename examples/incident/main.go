@@ -11,6 +11,12 @@
 // the database queries, request latencies, errors and hit ratio. It draws the median run of each
 // strategy: the database queries and the 99th percentile latency per 100 ms.
 //
+// With -scenario timeline it replays the viral post's timeline instead: the write path deletes
+// the post's 51 keys (the celebrity and 50 commenters) in one call, and each request of the
+// burst reads all 51 at once, with GetMany and a one-query BatchLoader (WHERE id = ANY($1))
+// for the library, and as such code does for the baselines, which have no batch API. The table
+// adds the rows the queries read; there is no chart.
+//
 // With no flags it needs nothing installed: Redis is miniredis, in process, and the database
 // is a model with a fixed connection pool and a fixed query latency. With -redis and -postgres
 // (or REDIS_URL and DATABASE_URL) it uses a real Redis and a real PostgreSQL table, whose query
@@ -19,6 +25,7 @@
 //	go run .
 //	go run . -redis 127.0.0.1:6379 -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
 //	go run . -instances 16 -rate 5000 -latency 100ms -runs 5 -json
+//	go run . -scenario timeline
 package main
 
 import (
@@ -52,6 +59,7 @@ type config struct {
 	Runs       int           // rounds, each running every strategy once
 	RedisTO    time.Duration // deadline of each Redis call of the library's caches
 
+	Scenario   string // incident or timeline
 	Strategies string // comma-separated slugs, or all
 	Redis      string // address or redis:// URL; empty: embedded
 	Postgres   string // connection URL; empty: embedded model
@@ -68,6 +76,10 @@ Each strategy runs this timeline on the same backends, once per round, for -runs
 a minute with the defaults (under 20 s a round). The table shows, per strategy, the median of
 its runs and their range; the chart (-chart) its median run: queries and p99 latency per
 100 ms. With no flags, Redis and the database are embedded; -redis and -postgres use real ones.
+
+-scenario timeline replays the viral post's timeline instead: the update deletes the post's 51
+keys (the celebrity and 50 commenters), and each burst request reads all 51 at once, with
+GetMany and one query (WHERE id = ANY($1)) for the library; the table adds the rows read.
 
 Usage: go run . [flags]
 
@@ -97,6 +109,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.Stale, "stale", 10*time.Second, "stale-while-revalidate and stale-if-error window of the recommended configuration")
 	fs.DurationVar(&c.RedisTO, "redis-timeout", 250*time.Millisecond, "deadline of each Redis call of the library's caches (stampede.WithRedisTimeout; its default)")
 	fs.IntVar(&c.Runs, "runs", 3, "rounds `N`, each running every strategy once; the table shows the median of the N runs and their range")
+	fs.StringVar(&c.Scenario, "scenario", scenarioIncident, "what the burst's requests read: incident (a Get of "+hotKey+") or timeline (the post's 51 keys at once)")
 	fs.StringVar(&c.Strategies, "strategies", "all", "strategies to run, comma-separated: naive, lock-poll, singleflight, lease, recommended")
 	fs.StringVar(&c.Redis, "redis", os.Getenv("REDIS_URL"), "Redis `address` or redis:// URL (default $REDIS_URL; empty: embedded miniredis)")
 	fs.StringVar(&c.Postgres, "postgres", os.Getenv("DATABASE_URL"), "PostgreSQL `URL` (default $DATABASE_URL; empty: embedded database model)")
@@ -118,6 +131,9 @@ func (c *config) validate() error {
 	check(c.BurstAfter < 0 || c.Lead < 0 || c.Tail < 0, "-burst-after, -lead and -tail may not be negative")
 	check(c.Background < 0, "-background may not be negative")
 	check(c.Keys < 2, "-keys must be at least 2: the hot key and another")
+	check(c.Scenario != scenarioIncident && c.Scenario != scenarioTimeline, "-scenario must be incident or timeline")
+	check(c.Scenario == scenarioTimeline && c.Keys <= len(postKeys()),
+		fmt.Sprintf("-scenario timeline needs -keys above %d: the post's keys and others", len(postKeys())))
 	check(c.Latency <= 0, "-latency must be positive")
 	check(c.Pool < 1, "-pool must be at least 1")
 	check(c.Timeout <= 0, "-timeout must be positive")
@@ -150,7 +166,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, prog *progress) error 
 	if err != nil {
 		return err
 	}
-	if cfg.Chart != "" {
+	if cfg.Chart != "" && cfg.Scenario != scenarioTimeline { // the chart is of the incident
 		if err := rep.writeChart(cfg.Chart, cfg); err != nil {
 			return fmt.Errorf("chart: %w", err)
 		}
@@ -180,7 +196,7 @@ func replayAll(ctx context.Context, cfg *config, prog *progress) (*report, error
 		return nil, err
 	}
 	defer b.close()
-	rep := &report{Backends: b.describe(), Parameters: cfg.parameters(), Runs: runs}
+	rep := &report{Scenario: cfg.Scenario, Backends: b.describe(), Parameters: cfg.parameters(), Runs: runs}
 	prog.done(fmt.Sprintf("Redis: %s; database: %s", rep.Backends.Redis, rep.Backends.Database))
 	results := make([][]*result, len(list))
 	total := runs * len(list)
@@ -193,7 +209,11 @@ func replayAll(ctx context.Context, cfg *config, prog *progress) (*report, error
 				prog.done("")
 				return nil, err
 			}
-			prog.done(fmt.Sprintf("%s done: %s, peak %d/100ms, p99 %v, %d timeouts", prefix, queries(r.Queries), r.PeakQueries, r.P99, r.Timeouts))
+			rows := ""
+			if cfg.Scenario == scenarioTimeline {
+				rows = fmt.Sprintf(" (%d rows)", r.Rows)
+			}
+			prog.done(fmt.Sprintf("%s done: %s%s, peak %d/100ms, p99 %v, %d timeouts", prefix, queries(r.Queries), rows, r.PeakQueries, r.P99, r.Timeouts))
 			results[i] = append(results[i], r)
 		}
 	}

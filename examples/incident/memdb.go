@@ -69,6 +69,29 @@ func (d *memDB) lookup(ctx context.Context, id string, started func()) (profile,
 	return p, nil
 }
 
+// lookupMany is lookup for many ids at once: one connection, one query latency.
+func (d *memDB) lookupMany(ctx context.Context, ids []string, started func()) (map[string]profile, error) {
+	select {
+	case d.conns <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("database: waiting for a connection: %w", ctx.Err())
+	}
+	started()
+	found, _ := d.rows(ctx, ids) // the rows as they were when the query began
+	t := time.NewTimer(d.latency)
+	select {
+	case <-t.C:
+		<-d.conns
+	case <-ctx.Done():
+		d.running.Go(func() {
+			<-t.C
+			<-d.conns
+		})
+		return nil, fmt.Errorf("database: query: %w", ctx.Err())
+	}
+	return found, nil
+}
+
 func (d *memDB) update(_ context.Context, id string) (int64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

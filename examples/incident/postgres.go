@@ -92,6 +92,36 @@ func (d *pgDB) lookup(ctx context.Context, id string, started func()) (profile, 
 	return profile{ID: id, Name: *name, Version: *version}, nil
 }
 
+func (d *pgDB) lookupMany(ctx context.Context, ids []string, started func()) (map[string]profile, error) {
+	c, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: waiting for a connection: %w", err)
+	}
+	defer c.Release()
+	started()
+	// As in lookup, pg_sleep on the left of the join runs once, whether or not rows match; when
+	// none does, the one row is of NULLs.
+	rows, err := c.Query(ctx, `SELECT p.id, p.name, p.version
+		FROM pg_sleep($2::float8) AS cost LEFT JOIN `+d.ident+` AS p ON p.id = ANY($1)`,
+		ids, d.latency.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("postgres: query: %w", err)
+	}
+	found := make(map[string]profile, len(ids))
+	var id, name *string
+	var version *int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &name, &version}, func() error {
+		if id != nil {
+			found[*id] = profile{ID: *id, Name: *name, Version: *version}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: query: %w", err)
+	}
+	return found, nil
+}
+
 func (d *pgDB) update(ctx context.Context, id string) (int64, error) {
 	var v int64
 	err := d.pool.QueryRow(ctx, `UPDATE `+d.ident+` SET version = version + 1 WHERE id = $1 RETURNING version`, id).Scan(&v)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,21 +103,47 @@ func replay(ctx context.Context, cfg *config, b *backends, s strategy, round int
 	}
 	before := f.counts()
 
+	// The incident's requests read the hot key, and its write path deletes it; the timeline's
+	// read the post's keys, and its write path deletes them all. Background traffic reads the
+	// other keys.
+	//
+	// The incident's write path runs on the first instance. The timeline's runs on an instance
+	// of its own, the write service's: on a reader's, its 51 deletes would queue behind the
+	// burst's reads for that instance's Redis connections (the per-key baseline holds them all),
+	// and would end seconds late. It deletes the 51 keys in one call (DEL of them all,
+	// DeleteMany, InvalidateMany).
+	hot, others, writer := []string{hotKey}, 1, f.instances[0]
+	if cfg.Scenario == scenarioTimeline {
+		hot, others = postKeys(), len(postKeys())
+		w, err := f.open(b, s, ns, db, cfg)
+		if err != nil {
+			return nil, err
+		}
+		writer = w
+	}
 	tl := newTimeline(time.Now(), cfg)
 	rec := &recorder{}
 	var requests, pacers sync.WaitGroup
-	fire := func(inst instance, key string, hot bool) {
+	fire := func(inst instance, key string, isHot bool) {
 		requests.Go(func() {
 			start := time.Now()
 			rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-			p, err := inst.Get(rctx, key)
+			var version int64
+			var err error
+			if isHot && len(hot) > 1 {
+				version, err = renderTimeline(rctx, inst, hot)
+			} else {
+				var p profile
+				p, err = inst.Get(rctx, key)
+				version = p.Version
+			}
 			cancel()
-			rec.add(sample{at: start, took: time.Since(start), hot: hot, outcome: classify(err), version: p.Version})
+			rec.add(sample{at: start, took: time.Since(start), hot: isHot, outcome: classify(err), version: version})
 		})
 	}
 	pacers.Go(func() {
 		pace(ctx, tl.start, tl.end, cfg.Background, func(i int) {
-			fire(f.instances[i%len(f.instances)], keyName(1+rand.IntN(cfg.Keys-1)), false)
+			fire(f.instances[i%len(f.instances)], keyName(others+rand.IntN(cfg.Keys-others)), false)
 		})
 	})
 	pacers.Go(func() {
@@ -125,7 +152,7 @@ func replay(ctx context.Context, cfg *config, b *backends, s strategy, round int
 		})
 	})
 	stop := watch(tl, rec, db.log, status)
-	upd, err := f.update(ctx, db, tl.update)
+	upd, err := writePath(ctx, db, writer, tl.update, hot)
 	pacers.Wait()
 	requests.Wait()
 	stop()
@@ -200,26 +227,35 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 type fleet struct {
 	instances []instance
 	closers   []func() error // of the instances, then of their clients
+	opened    int            // instances among closers
 	closeOnce sync.Once
 }
 
 func openFleet(b *backends, s strategy, ns string, db *database, cfg *config) (*fleet, error) {
 	f := &fleet{}
-	var clients []func() error
 	for range cfg.Instances {
-		c := b.client()
-		clients = append(clients, c.Close)
-		inst, err := s.open(c, ns, db, cfg)
+		inst, err := f.open(b, s, ns, db, cfg)
 		if err != nil {
-			f.closers = append(f.closers, clients...)
 			f.close()
-			return nil, fmt.Errorf("%s: %w", s.Name, err)
+			return nil, err
 		}
 		f.instances = append(f.instances, inst)
-		f.closers = append(f.closers, inst.Close)
 	}
-	f.closers = append(f.closers, clients...)
 	return f, nil
+}
+
+// open opens an instance of s with a client of its own, which close closes, after every
+// instance.
+func (f *fleet) open(b *backends, s strategy, ns string, db *database, cfg *config) (instance, error) {
+	c := b.client()
+	inst, err := s.open(c, ns, db, cfg)
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("%s: %w", s.Name, err)
+	}
+	f.closers = append(slices.Insert(f.closers, f.opened, inst.Close), c.Close)
+	f.opened++
+	return inst, nil
 }
 
 // warm fills the cache with every profile, through the first instance, as a service that has
@@ -273,9 +309,9 @@ func retry(ctx context.Context, call func() error) error {
 	return err
 }
 
-// update waits for at, then runs the write path: the database's update of the hot profile,
-// then the strategy's invalidation, from the first instance.
-func (f *fleet) update(ctx context.Context, db *database, at time.Time) (update, error) {
+// writePath waits for at, then runs the write path: the database's update of the hot profile,
+// then the strategy's invalidation of keys, in one call, from writer.
+func writePath(ctx context.Context, db *database, writer instance, at time.Time, keys []string) (update, error) {
 	if !sleepUntil(ctx, at) {
 		return update{}, ctx.Err()
 	}
@@ -283,7 +319,12 @@ func (f *fleet) update(ctx context.Context, db *database, at time.Time) (update,
 	if err != nil {
 		return update{}, err
 	}
-	if err := f.instances[0].Invalidate(ctx, hotKey); err != nil {
+	if len(keys) == 1 {
+		err = writer.Invalidate(ctx, keys[0])
+	} else {
+		err = writer.InvalidateMany(ctx, keys)
+	}
+	if err != nil {
 		return update{}, err
 	}
 	return update{done: time.Now(), version: v}, nil

@@ -20,6 +20,7 @@ const bin = 100 * time.Millisecond
 
 // report is what a run measured: per strategy, the results of its rounds and their medians.
 type report struct {
+	Scenario   string      `json:"scenario"` // incident or timeline
 	Backends   backendInfo `json:"backends"`
 	Parameters parameters  `json:"parameters"`
 	Runs       int         `json:"runs"`
@@ -56,6 +57,7 @@ type result struct {
 	Strategy     string `json:"strategy"`
 	Baseline     bool   `json:"baseline"`
 	Invalidation string `json:"write_path"`
+	Batch        string `json:"batch_read,omitempty"` // how it read the timeline's keys
 	figures
 
 	// Series counts the queries that began in each 100 ms interval, the first beginning at
@@ -76,6 +78,8 @@ type figures struct {
 	Queries     int `json:"queries"`
 	HotQueries  int `json:"hot_key_queries"`
 	PeakQueries int `json:"peak_queries_per_100ms"`
+	// Rows counts the rows the queries returned to their callers.
+	Rows int `json:"rows_read"`
 
 	P50    millis `json:"p50_ms"`
 	P99    millis `json:"p99_ms"`
@@ -119,6 +123,9 @@ func (m millis) String() string { return harness.Duration(time.Duration(m), "") 
 // summarize turns what a replay recorded into its result.
 func summarize(s strategy, cfg *config, tl timeline, upd update, samples []sample, queries []query, c counts) *result {
 	r := &result{Strategy: s.Name, Baseline: s.Baseline, Invalidation: s.Invalidation}
+	if cfg.Scenario == scenarioTimeline {
+		r.Batch = s.Batch
+	}
 	r.Hits, r.Misses, r.RedisErrors = c.hits, c.misses, c.redisErrors
 	if n := c.hits + c.misses; n > 0 {
 		r.HitRatio = float64(c.hits) / float64(n)
@@ -157,6 +164,7 @@ func summarize(s strategy, cfg *config, tl timeline, upd update, samples []sampl
 			continue // warming up
 		}
 		r.Queries++
+		r.Rows += q.rows
 		if q.hot {
 			r.HotQueries++
 		}
@@ -197,9 +205,16 @@ func percentiles(ds []time.Duration) (p50, p99, worst millis) {
 // and under it, where the runs differ, a row with their least and most.
 func (rep *report) writeTable(w io.Writer) {
 	p := rep.Parameters
-	fmt.Fprintf(w, "\nIncident replay: %d instances; a profile update at t0, then %.0f req/s on %s for %s; "+
-		"%.0f req/s on %d other keys throughout.\n",
-		p.Instances, p.Rate, hotKey, p.Burst, p.Background, p.Keys-1)
+	timeline := rep.Scenario == scenarioTimeline
+	if timeline {
+		fmt.Fprintf(w, "\nTimeline replay: %d instances; a profile update at t0 deletes the viral post's %d keys (%s and its %d commenters),\n"+
+			"then %.0f req/s for %s each read all %d at once; %.0f req/s on %d other keys throughout.\n",
+			p.Instances, 1+commenters, hotKey, commenters, p.Rate, p.Burst, 1+commenters, p.Background, p.Keys-1-commenters)
+	} else {
+		fmt.Fprintf(w, "\nIncident replay: %d instances; a profile update at t0, then %.0f req/s on %s for %s; "+
+			"%.0f req/s on %d other keys throughout.\n",
+			p.Instances, p.Rate, hotKey, p.Burst, p.Background, p.Keys-1)
+	}
 	fmt.Fprintf(w, "Query %s, %d database connections, request timeout %s, TTL %s.\n",
 		p.Latency, p.Pool, p.Timeout, p.TTL)
 	fmt.Fprintf(w, "Redis:    %s\nDatabase: %s\n\n", rep.Backends.Redis, rep.Backends.Database)
@@ -222,12 +237,39 @@ func (rep *report) writeTable(w io.Writer) {
 		{"stale", func(f *figures) string { return strconv.Itoa(f.Stale) }},
 		{"hit ratio", func(f *figures) string { return fmt.Sprintf("%.1f%%", 100*f.HitRatio) }},
 	}
+	if timeline {
+		// What the timeline asks of the database is its queries and rows; the requests'
+		// latencies and errors are the timelines' (p50, p99 and max of every request, the
+		// background's included, are in the JSON).
+		columns = columns[:1]
+		columns = append(columns, []struct {
+			head string
+			cell func(f *figures) string
+		}{
+			{"rows", func(f *figures) string { return strconv.Itoa(f.Rows) }},
+			{"peak/100ms", func(f *figures) string { return strconv.Itoa(f.PeakQueries) }},
+			{"p50", func(f *figures) string { return f.HotP50.String() }},
+			{"p99", func(f *figures) string { return f.HotP99.String() }},
+			{"max", func(f *figures) string { return f.HotMax.String() }},
+			{"errors", func(f *figures) string { return strconv.Itoa(f.Errors) }},
+			{"timeouts", func(f *figures) string { return strconv.Itoa(f.Timeouts) }},
+			{"stale", func(f *figures) string { return strconv.Itoa(f.Stale) }},
+		}...)
+	}
 	rows := [][]string{{"strategy", "write path"}}
+	left := 2
+	if timeline {
+		rows[0] = append(rows[0], "reads the 51 keys by")
+		left = 3
+	}
 	for _, c := range columns {
 		rows[0] = append(rows[0], c.head)
 	}
 	for _, s := range rep.Strategies {
 		median, spread := []string{s.Strategy, s.Invalidation}, []string{"  min–max", ""}
+		if timeline {
+			median, spread = append(median, s.Batch), append(spread, "")
+		}
 		varies := false
 		for _, c := range columns {
 			lo, hi := c.cell(&s.Min), c.cell(&s.Max)
@@ -240,7 +282,11 @@ func (rep *report) writeTable(w io.Writer) {
 			rows = append(rows, spread)
 		}
 	}
-	writeColumns(w, rows, 2)
+	writeColumns(w, rows, left)
+	if timeline {
+		fmt.Fprintf(w, "\nrows: rows the queries returned; p50, p99, max: of the timeline requests. The baselines have no\n"+
+			"batch read of the library's kind: they read the %d keys as the column says.\n", 1+commenters)
+	}
 
 	worst := ""
 	if rep.Runs > 1 {

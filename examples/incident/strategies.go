@@ -21,6 +21,8 @@ type strategy struct {
 	Baseline bool
 	// Invalidation is what the write path runs after it updated the database.
 	Invalidation string
+	// Batch is how it reads the timeline scenario's keys at once.
+	Batch string
 	// open starts one instance on client, in namespace ns, loading from db.
 	open func(client *redis.Client, ns string, db *database, cfg *config) (instance, error)
 }
@@ -29,8 +31,13 @@ type strategy struct {
 type instance interface {
 	// Get returns the profile of id, from the cache or from the database.
 	Get(ctx context.Context, id string) (profile, error)
+	// GetMany returns the profiles of ids (all of them, or an error), in as few queries as
+	// the strategy knows how to.
+	GetMany(ctx context.Context, ids []string) (map[string]profile, error)
 	// Invalidate is what the write path runs after it updated the profile of id.
 	Invalidate(ctx context.Context, id string) error
+	// InvalidateMany is Invalidate of every one of ids at once, in one call.
+	InvalidateMany(ctx context.Context, ids []string) error
 	// Warm writes p to the cache, before the replay begins.
 	Warm(ctx context.Context, p profile) error
 	// Counts returns what the instance counted so far.
@@ -42,12 +49,14 @@ type instance interface {
 // strategies lists every strategy, in the order the replay runs them.
 func strategies() []strategy {
 	return []strategy{
-		{Name: "naive (baseline)", Slug: "naive", Baseline: true, Invalidation: "DEL", open: openNaive},
-		{Name: "lock-poll (baseline)", Slug: "lock-poll", Baseline: true, Invalidation: "DEL", open: openLockPoll},
-		{Name: "singleflight", Slug: "singleflight", Invalidation: "Delete", open: openStampede(false,
+		{Name: "naive (baseline)", Slug: "naive", Baseline: true, Invalidation: "DEL",
+			Batch: "MGET; 1 query of the misses; SETEX each", open: openNaive},
+		{Name: "lock-poll (baseline)", Slug: "lock-poll", Baseline: true, Invalidation: "DEL",
+			Batch: "a lock-poll Get per key, in parallel", open: openLockPoll},
+		{Name: "singleflight", Slug: "singleflight", Invalidation: "Delete", Batch: "GetMany", open: openStampede(false,
 			stampede.WithStrategy(stampede.Singleflight))},
-		{Name: "lease", Slug: "lease", Invalidation: "Delete", open: openStampede(false)},
-		{Name: "lease+early-refresh+invalidate", Slug: "recommended", Invalidation: "Invalidate", open: openRecommended},
+		{Name: "lease", Slug: "lease", Invalidation: "Delete", Batch: "GetMany", open: openStampede(false)},
+		{Name: "lease+early-refresh+invalidate", Slug: "recommended", Invalidation: "Invalidate", Batch: "GetMany", open: openRecommended},
 	}
 }
 
@@ -86,19 +95,24 @@ func openStampede(soft bool, opts ...stampede.Option) func(*redis.Client, string
 		if err != nil {
 			return nil, err
 		}
-		return &library{cache: c, load: db.lookup, soft: soft}, nil
+		return &library{cache: c, load: db.lookup, loadMany: db.lookupMany, soft: soft}, nil
 	}
 }
 
 // library is an instance that uses stampede, as a service would.
 type library struct {
-	cache *stampede.Cache[profile]
-	load  stampede.Loader[profile]
-	soft  bool
+	cache    *stampede.Cache[profile]
+	load     stampede.Loader[profile]
+	loadMany stampede.BatchLoader[profile]
+	soft     bool
 }
 
 func (l *library) Get(ctx context.Context, id string) (profile, error) {
 	return l.cache.Get(ctx, id, l.load)
+}
+
+func (l *library) GetMany(ctx context.Context, ids []string) (map[string]profile, error) {
+	return l.cache.GetMany(ctx, ids, l.loadMany)
 }
 
 func (l *library) Invalidate(ctx context.Context, id string) error {
@@ -106,6 +120,13 @@ func (l *library) Invalidate(ctx context.Context, id string) error {
 		return l.cache.Invalidate(ctx, id)
 	}
 	return l.cache.Delete(ctx, id)
+}
+
+func (l *library) InvalidateMany(ctx context.Context, ids []string) error {
+	if l.soft {
+		return l.cache.InvalidateMany(ctx, ids)
+	}
+	return l.cache.DeleteMany(ctx, ids)
 }
 
 func (l *library) Warm(ctx context.Context, p profile) error { return l.cache.Set(ctx, p.ID, p) }

@@ -13,6 +13,7 @@ type summary struct {
 	Strategy     string `json:"strategy"`
 	Baseline     bool   `json:"baseline"`
 	Invalidation string `json:"write_path"`
+	Batch        string `json:"batch_read,omitempty"` // how it read the timeline's keys
 
 	// Median, Min and Max are taken figure by figure, so Median's figures may come from
 	// different runs. Of an even number of runs, the median is the lower of the two middle
@@ -30,10 +31,10 @@ type summary struct {
 // summarizeRuns returns the summary of the runs of one strategy; runs may not be empty.
 func summarizeRuns(runs []*result) *summary {
 	first := runs[0]
-	s := &summary{Strategy: first.Strategy, Baseline: first.Baseline, Invalidation: first.Invalidation, Runs: runs}
+	s := &summary{Strategy: first.Strategy, Baseline: first.Baseline, Invalidation: first.Invalidation, Batch: first.Batch, Runs: runs}
 	// Every figure, by its address in a figures value, in the order fields lists them.
 	fields := func(f *figures) []any {
-		return []any{&f.Requests, &f.HotRequests, &f.Queries, &f.HotQueries, &f.PeakQueries,
+		return []any{&f.Requests, &f.HotRequests, &f.Queries, &f.HotQueries, &f.PeakQueries, &f.Rows,
 			&f.P50, &f.P99, &f.Max, &f.HotP50, &f.HotP99, &f.HotMax,
 			&f.Errors, &f.Timeouts, &f.Stale, &f.StaleFor, &f.Hits, &f.Misses, &f.HitRatio, &f.RedisErrors}
 	}
