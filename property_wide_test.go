@@ -505,7 +505,7 @@ func runWideInterleaving(rng *rand.Rand, caches []*stampede.Cache[int64], db *wi
 }
 
 // TestPropertyWideL1BoundedStaleness runs the wide property on miniredis in testing/synctest
-// bubbles, sized as TestPropertyNoStaleReadAfterWrite's: 2,000 interleavings
+// bubbles, sized as TestPropertyNoStaleReadAfterWrite's: 2,000 interleavings, 1,200 under the race detector
 // (STAMPEDE_PROPERTY_INTERLEAVINGS sets another number), three instances with an L1 per bubble,
 // 50 keys at a time on the same 50 keys, with a load timeout of 100 ms, loaders that ignore ctx
 // for 300 ms, and miniredis replies and messages that take up to 2 ms, sometimes 20 ms, of fake
