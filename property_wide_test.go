@@ -43,9 +43,10 @@ import (
 // and however late, must satisfy the property.
 
 const (
-	// wideBoundFake is the staleness bound in a synctest bubble, in fake time: a message takes
-	// up to wideLatencyTail to arrive.
-	wideBoundFake = 50 * time.Millisecond
+	// wideBoundFake is the staleness bound in a synctest bubble, in fake time: the reply that
+	// tells the writer it opened an eviction window, the window, the flush (which may need a
+	// second round trip, to load its script) and its message each take up to wideLatencyTail.
+	wideBoundFake = 3*wideLatencyTail + stampede.DefaultEvictionWindow
 	// wideBoundReal is the staleness bound on the real Redis, in real time.
 	wideBoundReal = 100 * time.Millisecond
 	// wideLatency and wideLatencyTail bound how long a reply or message of miniredis takes to
