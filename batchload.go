@@ -367,40 +367,28 @@ func (c *Cache[V]) keepLeases(lead []*item[V], won []int, leases []leaseOf) (sto
 	if len(ks) == 0 {
 		return func() {}
 	}
-	done := make(chan struct{})
 	_, cluster := c.cluster()
 	groups := scripts.GroupBySlot(len(ks), func(j int) string { return ks[j].Value }, cluster)
-	c.life.goTracked(func() {
-		t := time.NewTicker(c.leaseTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-c.life.ctx.Done():
-				return
-			case <-t.C:
+	return c.whileLoading(func() bool {
+		calls := make([]*scripts.Call, len(groups))
+		for g, js := range groups {
+			gk, gt := make([]scripts.Keys, len(js)), make([]string, len(js))
+			for n, j := range js {
+				gk[n], gt[n] = ks[j], tokens[j]
 			}
-			calls := make([]*scripts.Call, len(groups))
-			for g, js := range groups {
-				gk, gt := make([]scripts.Keys, len(js)), make([]string, len(js))
-				for n, j := range js {
-					gk[n], gt[n] = ks[j], tokens[j]
-				}
-				calls[g] = scripts.ExtendCall(gk, gt, c.leaseTTL)
-			}
-			rctx, cancel := c.redisContext(c.life.ctx)
-			scripts.Pipelined(rctx, c.client, calls)
-			cancel()
-			for _, call := range calls {
-				if err := call.Err(); err != nil {
-					c.redisFailed("extend", "", err)
-					break
-				}
+			calls[g] = scripts.ExtendCall(gk, gt, c.leaseTTL)
+		}
+		rctx, cancel := c.redisContext(c.life.ctx)
+		scripts.Pipelined(rctx, c.client, calls)
+		cancel()
+		for _, call := range calls {
+			if err := call.Err(); err != nil {
+				c.redisFailed("extend", "", err)
+				break
 			}
 		}
+		return true
 	})
-	return func() { close(done) }
 }
 
 // loadMany loads its with load, in chunks of at most WithMaxBatch keys run concurrently, and

@@ -141,29 +141,6 @@ func (c *Cache[V]) refreshMany(ctx context.Context, keys []refreshKey, load Batc
 	}
 }
 
-// mark is begin without a slot of the semaphore: the key is being refreshed here (a merged
-// refresh takes one slot for all its keys, when it runs).
-func (r *refreshes) mark(key string, now int64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if until, ok := r.busy[key]; ok && (until == 0 || now < until) {
-		return false
-	}
-	r.busy[key] = 0
-	return true
-}
-
-// unmark is end for a key that mark marked.
-func (r *refreshes) unmark(key string, heldUntil int64) {
-	r.mu.Lock()
-	if heldUntil == 0 {
-		delete(r.busy, key)
-	} else {
-		r.busy[key] = heldUntil
-	}
-	r.mu.Unlock()
-}
-
 // refreshSiblings refreshes a batch read together as one. It draws XFetch once, for the key of
 // the call whose fresh value expires first, as if it were the window later (its refresh may wait
 // so long in the buffer); when that key is due, or any key was (stale), the keys of the call whose

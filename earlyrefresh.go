@@ -63,17 +63,42 @@ func (r *refreshes) begin(key string, now int64) bool {
 			}
 		}
 	}
-	if until, ok := r.busy[key]; ok && (until == 0 || now < until) || !r.slots.TryAcquire(1) {
+	if r.busyAt(key, now) || !r.slots.TryAcquire(1) {
 		return false
 	}
 	r.busy[key] = 0
 	return true
 }
 
+// busyAt reports whether key is being refreshed, here or (until its lease expires) elsewhere.
+// r.mu must be held.
+func (r *refreshes) busyAt(key string, now int64) bool {
+	until, ok := r.busy[key]
+	return ok && (until == 0 || now < until)
+}
+
 // end ends this instance's refresh of key; heldUntil, if not 0, is when the lease another
 // instance holds for the key expires, and no refresh of the key starts before (or before a
 // message about the key).
 func (r *refreshes) end(key string, heldUntil int64) {
+	r.unmark(key, heldUntil)
+	r.slots.Release(1)
+}
+
+// mark is begin without a slot of the semaphore: the key is being refreshed here (a merged
+// refresh takes one slot for all its keys, when it runs).
+func (r *refreshes) mark(key string, now int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.busyAt(key, now) {
+		return false
+	}
+	r.busy[key] = 0
+	return true
+}
+
+// unmark is end for a key that mark marked.
+func (r *refreshes) unmark(key string, heldUntil int64) {
 	r.mu.Lock()
 	if heldUntil == 0 {
 		delete(r.busy, key)
@@ -81,7 +106,6 @@ func (r *refreshes) end(key string, heldUntil int64) {
 		r.busy[key] = heldUntil
 	}
 	r.mu.Unlock()
-	r.slots.Release(1)
 }
 
 // clear forgets that another instance refreshes key: a message about it came.

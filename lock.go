@@ -175,6 +175,22 @@ func (c *Cache[V]) await(ctx context.Context, w *waiter, left time.Duration) (sc
 // slower than the lease TTL does not let a second one start. The load's own deadline (the load
 // timeout) ends it: a loader that ignores its ctx cannot hold the lease for longer.
 func (c *Cache[V]) keepLease(key string, k scripts.Keys, token string) (stop func()) {
+	return c.whileLoading(func() bool {
+		rctx, cancel := c.redisContext(c.life.ctx)
+		held, err := scripts.Extend(rctx, c.client, k, token, c.leaseTTL)
+		cancel()
+		if err != nil {
+			c.redisFailed("extend", key, err)
+			return true
+		}
+		// Not held: a Refresh took the lease, or it expired; the fence still guards the write.
+		return held
+	})
+}
+
+// whileLoading calls extend every third of the lease TTL, on a goroutine of the cache's, until
+// stop is called, Close, or extend returns false.
+func (c *Cache[V]) whileLoading(extend func() bool) (stop func()) {
 	done := make(chan struct{})
 	c.life.goTracked(func() {
 		t := time.NewTicker(c.leaseTTL / 3)
@@ -187,15 +203,7 @@ func (c *Cache[V]) keepLease(key string, k scripts.Keys, token string) (stop fun
 				return
 			case <-t.C:
 			}
-			rctx, cancel := c.redisContext(c.life.ctx)
-			held, err := scripts.Extend(rctx, c.client, k, token, c.leaseTTL)
-			cancel()
-			if err != nil {
-				c.redisFailed("extend", key, err)
-				continue
-			}
-			if !held {
-				// A Refresh took the lease, or it expired; the fence still guards the write.
+			if !extend() {
 				return
 			}
 		}
