@@ -50,7 +50,7 @@ func (s *versioned) set(version string, gate chan struct{}) {
 // reloads once fleet-wide, and then every instance serves the new values.
 func TestInvalidateAllFleet(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const instances, keys = 8, 1000
+		const instances, keys = 8, 400
 		caches := fleet[string](t, redistest.Mini(t), instances, stampede.WithTTL(time.Hour),
 			stampede.WithStaleWhileRevalidate(time.Minute), stampede.WithEarlyRefresh(0))
 		src := &versioned{version: "v1", loads: map[string]int{}}
