@@ -155,22 +155,39 @@ func (c *Cache[V]) wrote(stripe int, opened bool) {
 	}
 	e.pending[stripe] = true
 	e.mu.Unlock()
+	c.flushAfter(stripe, e.window, 0)
+}
+
+// flushRetries is how many times a flush that failed is tried again, each after twice the
+// previous wait (the window, then 2 and 4 windows), before the sweep is left to flush the buffer.
+const flushRetries = 3
+
+// flushAfter flushes stripe after wait, on a goroutine of the cache's (at once on Close). A flush
+// that fails is tried again: while a failover ends, the writes of its window returned, and their
+// evictions must not wait for the sweep.
+func (c *Cache[V]) flushAfter(stripe int, wait time.Duration, retry int) {
+	flush := func() {
+		if err := c.flush(stripe, 0); err != nil && retry < flushRetries && c.life.ctx.Err() == nil {
+			c.flushAfter(stripe, 2*wait, retry+1)
+		}
+	}
 	started := c.life.goTracked(func() {
-		t := time.NewTimer(e.window)
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-c.life.ctx.Done(): // Close: flush now rather than leave it to another instance
 			t.Stop()
 		}
-		c.flush(stripe, 0)
+		flush()
 	})
 	if !started {
-		c.flush(stripe, 0)
+		flush()
 	}
 }
 
-// flush publishes stripe's buffer (only if it is at least minAge old, when minAge > 0).
-func (c *Cache[V]) flush(stripe int, minAge time.Duration) {
+// flush publishes stripe's buffer (only if it is at least minAge old, when minAge > 0), and
+// returns the error of the flush's script.
+func (c *Cache[V]) flush(stripe int, minAge time.Duration) error {
 	e := c.evictions
 	if minAge == 0 {
 		// Cleared before the flush takes the buffer: a write that finds it empty afterwards
@@ -185,12 +202,14 @@ func (c *Cache[V]) flush(stripe int, minAge time.Duration) {
 		// A sweep: most find no buffer, or a young one, and a PTTL is cheaper than a script.
 		left, err := c.client.PTTL(ctx, e.stripes[stripe].Buffer).Result()
 		if err != nil || left <= 0 || scripts.BufferTTL-left < minAge {
-			return
+			return nil
 		}
 	}
-	if _, err := scripts.FlushEvictions(ctx, c.client, e.stripes[stripe], !e.plain.Load(), minAge); err != nil {
+	_, err := scripts.FlushEvictions(ctx, c.client, e.stripes[stripe], !e.plain.Load(), minAge)
+	if err != nil {
 		c.redisReport("flush evictions", "", err)
 	}
+	return err
 }
 
 // sweepEvictions flushes, every evictionSweepEvery until Close, the buffers older than a window and the

@@ -128,7 +128,11 @@ func TestEvictionWindowZero(t *testing.T) {
 
 // failFlush makes the flushes of evictions fail, as if their writer died before the window
 // ended.
-type failFlush struct{ on atomic.Bool }
+// failFlush fails every flush while on, and otherwise the next times flushes.
+type failFlush struct {
+	on    atomic.Bool
+	times atomic.Int64
+}
 
 func (h *failFlush) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *failFlush) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
@@ -136,13 +140,42 @@ func (h *failFlush) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 }
 func (h *failFlush) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if args := cmd.Args(); h.on.Load() && len(args) > 3 && strings.HasSuffix(fmt.Sprint(args[3]), ":evictions") {
+		if args := cmd.Args(); len(args) > 3 && strings.HasSuffix(fmt.Sprint(args[3]), ":evictions") &&
+			(h.on.Load() || h.times.Add(-1) >= 0) {
 			err := errors.New("connection lost")
 			cmd.SetErr(err)
 			return err
 		}
 		return next(ctx, cmd)
 	}
+}
+
+// TestFailedFlushIsRetried: a flush that fails (a failover ending, say) is tried again after
+// twice the window, not left to the sweep a second later.
+func TestFailedFlushIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := redistest.Mini(t)
+		client := redistest.Client(t, m)
+		var flaky failFlush
+		client.AddHook(&flaky)
+		writer, err := stampede.New[string](client, stampede.WithL1(100, time.Hour))
+		require.NoError(t, err)
+		defer writer.Close()
+		readers := fleet[string](t, m, 2, stampede.WithL1(100, time.Hour))
+		warm(t, readers, []string{"k"})
+
+		flaky.times.Store(1)
+		start := time.Now()
+		require.NoError(t, writer.Set(ctx, "k", "v2"))
+		afterWindow()
+		require.True(t, stampede.InL1(readers[0], "k"), "the first flush failed")
+		time.Sleep(2 * stampede.DefaultEvictionWindow)
+		synctest.Wait()
+		for _, c := range readers {
+			require.False(t, stampede.InL1(c, "k"), "the flush, tried again, evicted it")
+		}
+		require.Less(t, time.Since(start), stampede.EvictionSweepEvery, "before any sweep")
+	})
 }
 
 // TestLostFlusher: when the instance that opened a window never flushes it, the evictions are
